@@ -1,0 +1,17 @@
+"""qklab: the companion package of the course "Attention localization: rank collapse, entropy
+collapse and the QK eigenspectrum".
+
+Modules, each named after the concept it implements (and the chapter that derives it):
+`attention` (ch. 1), `metrics` (ch. 2), `spectrum` (ch. 6), `theory` (ch. 7), `model`,
+`regularizers`, `data`, `train` (ch. 4, 9, 10), `explore` (explorers), `checks` (exercises),
+`ledger` (claims ledger).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from qklab.attention import attn_scores, pattern, sparsemax
+from qklab.spectrum import QK
+
+__all__ = ["attn_scores", "pattern", "sparsemax", "QK", "__version__"]

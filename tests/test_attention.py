@@ -1,0 +1,162 @@
+"""qklab.attention against independent computations: PyTorch's fused attention and brute force."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qklab.attention import attn_scores, causal_mask, pattern, sparsemax
+
+
+def _values(shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_pattern_matches_scaled_dot_product_attention(causal):
+    B, H, T, d, d_h = 2, 3, 7, 12, 4
+    X, W_Q, W_K, W_V = _values((B, T, d), 0), _values((H, d, d_h), 1), _values((H, d, d_h), 2), _values((H, d, d_h), 3)
+    A = pattern(attn_scores(X, W_Q, W_K), causal=causal)  # (B, H, T, T)
+    V = X.unsqueeze(1) @ W_V  # (B, H, T, d_h)
+    Q, K = X.unsqueeze(1) @ W_Q, X.unsqueeze(1) @ W_K
+    expected = F.scaled_dot_product_attention(Q, K, V, is_causal=causal)
+    torch.testing.assert_close(A @ V, expected)
+
+
+def test_scores_single_head_and_explicit_scale():
+    X, W_Q, W_K = _values((5, 6), 0), _values((6, 3), 1), _values((6, 3), 2)
+    S = attn_scores(X, W_Q, W_K)
+    W_QK = W_Q @ W_K.T
+    torch.testing.assert_close(S, X @ W_QK @ X.T / math.sqrt(3))
+    torch.testing.assert_close(attn_scores(X, W_Q, W_K, scale=1.0), X @ W_QK @ X.T)
+
+
+def test_only_the_product_W_QK_matters():
+    """Two factorisations of the same W_QK give the same scores (chapter 1)."""
+    X, W_Q, W_K = _values((6, 8), 0), _values((8, 4), 1), _values((8, 4), 2)
+    M = _values((4, 4), 3) + 4 * torch.eye(4, dtype=torch.float64)  # invertible
+    S1 = attn_scores(X, W_Q, W_K)
+    S2 = attn_scores(X, W_Q @ M, W_K @ torch.linalg.inv(M).T)
+    torch.testing.assert_close(S1, S2)
+
+
+def test_causal_pattern_zero_above_diagonal_and_first_row_one_hot():
+    A = pattern(_values((6, 6), 0), causal=True)
+    assert torch.all(A.triu(1) == 0)
+    assert A[0, 0] == 1
+
+
+def test_pattern_is_stable_for_large_logits():
+    S = torch.tensor([[1e4, 0.0, -1e4], [1e30, 1e30, 0.0]], dtype=torch.float32)
+    A = pattern(S)
+    assert torch.isfinite(A).all()
+    torch.testing.assert_close(A, torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
+
+
+def test_pattern_with_key_mask():
+    S = _values((3, 4), 0)
+    mask = torch.tensor([True, False, True, True])
+    A = pattern(S, mask=mask)
+    assert torch.all(A[:, 1] == 0)
+    torch.testing.assert_close(A[:, [0, 2, 3]], torch.softmax(S[:, [0, 2, 3]], dim=-1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    shift=st.floats(-50, 50),
+    seed=st.integers(0, 10_000),
+    causal=st.booleans(),
+)
+def test_pattern_rows_are_distributions_and_shift_invariant(T, shift, seed, causal):
+    S = _values((2, T, T), seed) * 5
+    A = pattern(S, causal=causal)
+    assert torch.all(A >= 0)
+    torch.testing.assert_close(A.sum(-1), torch.ones(2, T, dtype=torch.float64))
+    torch.testing.assert_close(pattern(S + shift, causal=causal), A)  # softmax ignores row constants
+
+
+# --- sparsemax ------------------------------------------------------------------------------
+
+def _brute_force_projection(z: torch.Tensor) -> torch.Tensor:
+    """Projection onto the simplex by trying every support set (independent of the sort formula)."""
+    n = z.shape[0]
+    best, best_dist = None, math.inf
+    for k in range(1, n + 1):
+        for support in itertools.combinations(range(n), k):
+            idx = list(support)
+            tau = (z[idx].sum() - 1) / k
+            p = torch.zeros_like(z)
+            p[idx] = z[idx] - tau
+            if torch.all(p >= -1e-12):
+                dist = float(((p - z) ** 2).sum())
+                if dist < best_dist:
+                    best, best_dist = p.clamp_min(0), dist
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 6), seed=st.integers(0, 10_000), spread=st.floats(0.01, 10))
+def test_sparsemax_is_the_simplex_projection(n, seed, spread):
+    z = _values((n,), seed) * spread
+    p = sparsemax(z)
+    assert torch.all(p >= 0)
+    assert abs(float(p.sum()) - 1) < 1e-9
+    torch.testing.assert_close(p, _brute_force_projection(z))
+
+
+def test_sparsemax_known_cases():
+    z = torch.tensor([[0.0, 0.0, 0.0], [3.0, 1.0, 0.0], [0.5, 0.3, -0.5]])
+    expected = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.6, 0.4, 0.0]])
+    torch.testing.assert_close(sparsemax(z), expected)
+
+
+def test_sparsemax_along_other_dim_and_masked_keys():
+    z = _values((4, 3), 5)
+    torch.testing.assert_close(sparsemax(z, dim=0), sparsemax(z.T).T)
+    masked = torch.tensor([0.2, -math.inf, 0.1])
+    torch.testing.assert_close(sparsemax(masked), torch.tensor([0.55, 0.0, 0.45]))
+
+
+def test_sparsemax_gradient_matches_its_jacobian():
+    """The Jacobian of sparsemax is diag(s) - s s^T / |S| (Martins and Astudillo)."""
+    z = torch.tensor([0.9, 0.5, 0.2, -1.0], dtype=torch.float64, requires_grad=True)
+    J = torch.autograd.functional.jacobian(sparsemax, z)
+    s = (sparsemax(z) > 0).to(torch.float64)
+    torch.testing.assert_close(J, torch.diag(s) - torch.outer(s, s) / s.sum())
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def test_bad_inputs_raise_clear_errors():
+    X, W = torch.randn(4, 6), torch.randn(6, 2)
+    with pytest.raises(ValueError, match="X has width 5"):
+        attn_scores(torch.randn(4, 5), W, W)
+    with pytest.raises(ValueError, match="same shape"):
+        attn_scores(X, W, torch.randn(6, 3))
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        attn_scores(torch.randn(6), W, W)
+    with pytest.raises(TypeError, match="floating-point"):
+        attn_scores(torch.ones(4, 6, dtype=torch.long), W, W)
+    with pytest.raises(ValueError, match="NaN"):
+        attn_scores(X.masked_fill(X > 1, float("nan")) if (X > 1).any() else X / 0 * 0, W, W)
+    with pytest.raises(ValueError, match="inf"):
+        pattern(torch.tensor([[1.0, float("inf")]]))
+    with pytest.raises(ValueError, match="square"):
+        pattern(torch.randn(3, 4), causal=True)
+    with pytest.raises(ValueError, match="no key"):
+        pattern(torch.randn(2, 2), mask=torch.tensor([False, False]))
+    with pytest.raises(TypeError, match="boolean"):
+        pattern(torch.randn(2, 2), mask=torch.ones(2))
+    with pytest.raises(ValueError, match="empty"):
+        pattern(torch.randn(0, 0))
+    with pytest.raises(ValueError, match="positive"):
+        causal_mask(0)
+    with pytest.raises(ValueError, match="NaN"):
+        sparsemax(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="-inf"):
+        sparsemax(torch.tensor([-math.inf, -math.inf]))
