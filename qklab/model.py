@@ -50,8 +50,8 @@ class ModelConfig:
     """Architecture of a `Transformer`. Every default is chosen for the book's CPU chapters.
 
     Attributes:
-        vocab_size: number of token ids. Default 128: covers the ~100 characters of the offline
-            pydoc corpus; set it from the data (`corpus.vocab_size`) in practice.
+        vocab_size: number of token ids. Default `None`: taken from the data by `qklab.train`
+            (`data.vocab_size`); set it yourself to build a `Transformer` directly.
         d_model: model width `d`. Default 64: small enough that a few hundred steps take
             seconds on 2 CPU cores, large enough for a 64 x 64 `W_QK` with a visible spectrum.
         n_heads: heads per layer. Default 1: one `W_QK` per layer, as in Bao et al.'s analysis.
@@ -76,7 +76,7 @@ class ModelConfig:
         sigma_reparam: sigma-Reparam on the query and key projections (default off).
     """
 
-    vocab_size: int = 128
+    vocab_size: int | None = None
     d_model: int = 64
     n_heads: int = 1
     d_head: int | None = None
@@ -97,6 +97,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "seq_len"):
             value = getattr(self, name)
+            if name == "vocab_size" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"ModelConfig.{name} must be an int, got {type(value).__name__}")
             if value <= 0:
@@ -310,6 +312,8 @@ class Transformer(nn.Module):
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        if config.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size is None: set it (e.g. to data.vocab_size) before building a model")
         self.config = cfg = config
         self.tok_emb = nn.Parameter(torch.empty(cfg.vocab_size, cfg.d_model))
         if cfg.positional == "learned":
