@@ -1,0 +1,90 @@
+# qklab: build the book and run every test.
+#   make book    install into .venv (if needed) and build the HTML book into _build/html
+#   make test    unit tests, exercise staleness, notebooks (nbval), book build, browser tests
+# Other targets: venv, exercises, check-exercise NB=..., strip, clean, help.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.qklab-installed
+
+# Notebook tests run in 2 pytest-xdist workers, each with one thread per kernel, so that the two
+# workers do not fight over the two cores. Override: make test NB_WORKERS=4 NB_THREADS=2.
+NB_WORKERS ?= 2
+NB_THREADS ?= 1
+NB_TIMEOUT ?= 300
+NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=$(NB_TIMEOUT) \
+	-n $(NB_WORKERS) --dist loadfile
+NB_ENV := OMP_NUM_THREADS=$(NB_THREADS) MKL_NUM_THREADS=$(NB_THREADS) QKLAB_THREADS=$(NB_THREADS)
+
+BOOK_OUT := _build/html
+
+.PHONY: help venv book test unit exercises-check notebooks browser exercises check-exercise strip clean
+
+help:
+	@echo "make book                         build the book into $(BOOK_OUT) (open $(BOOK_OUT)/index.html)"
+	@echo "make test                         run every test (unit, exercises, notebooks, book, browser)"
+	@echo "make exercises                    regenerate the learner notebooks in exercises/"
+	@echo "make check-exercise NB=exercises/00_how_to_use.ipynb   check your answers in one notebook"
+	@echo "make strip                        clear the outputs of chapters/*.ipynb"
+	@echo "make clean                        remove _build and caches (keeps .venv)"
+
+# --- environment --------------------------------------------------------------------------------
+venv: $(STAMP)
+
+# Reinstall only when the requirements or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+# --- the book -----------------------------------------------------------------------------------
+# -W -n: every warning (broken reference included) is an error; --keep-going lists them all.
+book: $(STAMP)
+	$(BIN)/jupyter-book build -W -n --keep-going .
+	@echo "Book built: open $(BOOK_OUT)/index.html"
+
+# --- tests --------------------------------------------------------------------------------------
+test: unit exercises-check notebooks book browser
+	@echo "make test: all stages passed"
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not browser" -p no:randomly
+
+exercises-check: $(STAMP)
+	$(PY) -m qklab.exercises check
+
+# nbval runs every chapter (solutions in place) and every learner notebook (stubs may raise only
+# in cells tagged raises-exception).
+notebooks: $(STAMP)
+	$(NB_ENV) $(NBVAL) chapters exercises
+
+browser: $(STAMP)
+	$(PY) -m pytest tests/browser -p no:randomly
+
+# --- exercises ----------------------------------------------------------------------------------
+exercises: $(STAMP)
+	$(PY) -m qklab.exercises build
+
+# Check a reader's answers: run one notebook top to bottom, failing on any error outside cells
+# that may raise. Example: make check-exercise NB=exercises/00_how_to_use.ipynb
+check-exercise: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make check-exercise NB=exercises/NN_slug.ipynb"; exit 2; }
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly -p no:cacheprovider \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --check-exercises "$(NB)"
+
+# --- housekeeping -------------------------------------------------------------------------------
+strip: $(STAMP)
+	$(PY) -m qklab.exercises strip chapters/*.ipynb
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
