@@ -1,0 +1,654 @@
+"""Explorers: turn a knob (spectrum mean, spread, scale, temperature, depth) and watch attention change.
+
+Each explorer comes in four layers, so that tests, notebooks and the static website all share the
+same computation:
+
+- a *pure data function* (`spectrum_view`, `scale_view`, `depth_view`): parameters in, a frozen
+  dataclass of numpy arrays and numbers out, seeded, no plotting;
+- a *figure function* (`spectrum_explorer`, `scale_explorer`, `depth_explorer`): parameters in, a
+  matplotlib `Figure` out (it calls the data function);
+- a *live widget* (`spectrum_widget`, `scale_widget`, `depth_widget`): an `ipywidgets.interactive`
+  that redraws the figure function on every change; needs a running kernel;
+- a *static explorer* (`spectrum_static`, `scale_static`, `depth_static`): the data function on a
+  small grid of one parameter, drawn as a plotly figure with a slider and returned as an
+  `IPython.display.HTML` object. The slider works in a browser with no kernel and no network: the
+  HTML does not embed plotly.js, the book serves it from a local file (`_ext/qklab_book.py` adds
+  it to every page that holds a plotly figure). In JupyterLab and VS Code the same object also
+  carries plotly's own MIME type, which they render natively.
+
+Chapters: 1 and 5 (`scale_*`: logit scale = 1/temperature, entropy and rank residual), 3
+(`depth_*`: relative token residual per layer with and without skip connections) and 7
+(`spectrum_*`: attention map, sparsemax propagation profile, entropy and residual for a spectrum of
+chosen mean and spread). Not here: the science itself (`qklab.attention`, `qklab.metrics`,
+`qklab.theory`); this module only wires those into figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+from IPython.display import HTML
+
+from qklab._validate import check_positive_int
+from qklab.attention import pattern
+from qklab.metrics import attention_entropy, token_residual
+from qklab.spectrum import random_qk
+from qklab.theory import gaussian_tokens, predicted_snr, propagation_probability, random_walk_tokens, recent_share
+
+__all__ = [
+    "SpectrumView",
+    "spectrum_view",
+    "spectrum_explorer",
+    "spectrum_widget",
+    "spectrum_static",
+    "ScaleView",
+    "scale_view",
+    "scale_explorer",
+    "scale_widget",
+    "scale_static",
+    "DepthView",
+    "depth_view",
+    "depth_explorer",
+    "depth_widget",
+    "depth_static",
+    "StaticExplorer",
+]
+
+TokenModel = Literal["random_walk", "iid"]
+_TOKEN_LABEL = {"random_walk": "random-walk tokens", "iid": "i.i.d. Gaussian tokens"}
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+def _finite(value: object, name: str, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and x <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if nonneg and x < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return x
+
+
+def _tokens_arg(tokens: str) -> str:
+    if tokens not in _TOKEN_LABEL:
+        raise ValueError(f"tokens must be 'random_walk' or 'iid', got {tokens!r}")
+    return tokens
+
+
+def _make_tokens(tokens: str, n: int, T: int, d: int, seed: int) -> tuple[torch.Tensor, float]:
+    """Tokens `(n, T, d)` and their rescaling factor.
+
+    Random walks are divided by `sqrt(T)` so that the last token (the query) has squared norm
+    about `d`, like an i.i.d. Gaussian token; without it, logits grow like `T` and softmax is
+    one-hot for any spectrum (the "scale" trap of theory-notes section 7b).
+    """
+    if tokens == "random_walk":
+        factor = 1.0 / math.sqrt(T)
+        return random_walk_tokens(n, T, d, seed=seed) * factor, factor
+    return gaussian_tokens(n, T, d, seed=seed), 1.0
+
+
+# --- chapter 7: the spectrum explorer ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpectrumView:
+    """What the spectrum explorer shows for one setting (all arrays float64 numpy).
+
+    `pattern`: `(T, T)` causal softmax pattern of the first sequence; `profile`: `(T,)` Monte
+    Carlo probability that key `tau = 1..T` is in the sparsemax support of the last query;
+    `snr`: `(T,)` the course's predicted logit signal-to-noise ratio (theory notes, section 6);
+    `entropy`: mean causal-normalised entropy (1 = uniform over the visible keys);
+    `entropy_nats`: the same in nats, unnormalised; `residual`: relative token residual of the
+    attention output `A X` (Dong et al.'s composite norm), `residual_in` that of `X`;
+    `recent`: share of the profile in the last `T // 8` positions; `kappa`: `m / sqrt(m^2 + s^2)`.
+    """
+
+    mean: float
+    std: float
+    scale: float
+    tokens: str
+    d: int
+    T: int
+    pattern: np.ndarray
+    profile: np.ndarray
+    snr: np.ndarray
+    entropy: float
+    entropy_nats: float
+    residual: float
+    residual_in: float
+    recent: float
+    kappa: float
+
+
+def spectrum_view(
+    mean: float,
+    std: float,
+    scale: float = 1.0,
+    tokens: TokenModel = "random_walk",
+    d: int = 32,
+    T: int = 32,
+    n_samples: int = 200,
+    n_maps: int = 16,
+    seed: int = 0,
+) -> SpectrumView:
+    """Chapter 7: attention for a symmetric `W_QK` with eigenvalue mean `mean` and sd `std`.
+
+    `W = scale * U diag(lambda) U^T` with `lambda` of exact mean `mean` and sd `std`
+    (`qklab.spectrum.random_qk(exact=True)`); the same seed gives the same basis and tokens for
+    every `(mean, std, scale)`, so turning one knob changes nothing else. Logits are
+    `z_ij = x_i^T W x_j / sqrt(d)` on tokens of squared norm about `d` (random walks rescaled by
+    `1/sqrt(T)`). `scale` multiplies the whole spectrum: it leaves `kappa` unchanged and sets how
+    peaked softmax is. The profile uses `n_samples` sequences (`qklab.theory.propagation_probability`),
+    entropy and residual average `n_maps` sequences.
+    """
+    mean = _finite(mean, "mean")
+    std = _finite(std, "std", nonneg=True)
+    scale = _finite(scale, "scale", positive=True)
+    tokens = _tokens_arg(tokens)
+    d, T, n_samples, n_maps = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (n_samples, "n_samples"), (n_maps, "n_maps")))
+    if T < 2:
+        raise ValueError(f"T must be at least 2 (entropy of causal rows), got {T}")
+    W = scale * random_qk(d, mean, std, seed=seed, exact=True, dtype=torch.float64)  # (d, d)
+    X, factor = _make_tokens(tokens, n_maps, T, d, seed + 2)  # (n_maps, T, d)
+    S = X @ W @ X.transpose(-2, -1) / math.sqrt(d)  # (n_maps, T, T)
+    A = pattern(S, causal=True)
+    # Same logits as above for the profile: propagation_probability draws unscaled tokens.
+    profile = propagation_probability(W, T, n_samples, tokens=tokens, seed=seed + 1, scale=factor**2 / math.sqrt(d))
+    degenerate = mean == 0 and std == 0
+    k = float("nan") if degenerate else mean / math.sqrt(mean**2 + std**2)
+    snr = np.full(T, np.nan) if degenerate else predicted_snr(mean, std, d, T, tokens).numpy()
+    return SpectrumView(
+        mean=mean,
+        std=std,
+        scale=scale,
+        tokens=tokens,
+        d=d,
+        T=T,
+        pattern=A[0].numpy(),
+        profile=profile.numpy(),
+        snr=snr,
+        entropy=float(attention_entropy(A, normalize="causal")),
+        entropy_nats=float(attention_entropy(A)),
+        residual=float(token_residual(A @ X).mean()),
+        residual_in=float(token_residual(X).mean()),
+        recent=recent_share(profile, max(1, T // 8)),
+        kappa=k,
+    )
+
+
+def _spectrum_title(v: SpectrumView) -> str:
+    return (
+        f"m = {v.mean:g}, s = {v.std:g}, scale = {v.scale:g} (kappa = {v.kappa:.2f}), {_TOKEN_LABEL[v.tokens]}, d = {v.d}<br>"
+        f"entropy {v.entropy:.2f} of uniform ({v.entropy_nats:.2f} nats), residual of A X {v.residual:.2f} "
+        f"(input {v.residual_in:.2f}), support share in last {max(1, v.T // 8)}: {v.recent:.2f}"
+    )
+
+
+def spectrum_explorer(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
+    """Chapter 7: matplotlib figure of `spectrum_view(...)`: attention map and support profile."""
+    import matplotlib.pyplot as plt
+
+    v = spectrum_view(mean, std, scale, tokens, **kw)
+    fig, (ax_map, ax_prof) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
+    im = ax_map.imshow(v.pattern, vmin=0, vmax=1, cmap="viridis")
+    fig.colorbar(im, ax=ax_map, label="attention weight")
+    ax_map.set(title="causal softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
+    tau = np.arange(1, v.T + 1)
+    ax_prof.plot(tau, v.profile, "o-", ms=3, label="P(key in sparsemax support), query = last token")
+    ax_prof.set(ylim=(0, 1.05), xlabel="key position tau", ylabel="propagation probability", title="signal propagation profile")
+    ax_prof.legend(loc="upper left", fontsize=8)
+    fig.suptitle(_spectrum_title(v).replace("<br>", "\n"), fontsize=9)
+    return fig
+
+
+# --- chapters 1 and 5: the scale (temperature) explorer -------------------------------------------
+
+@dataclass(frozen=True)
+class ScaleView:
+    """What the scale explorer shows. `scale` multiplies the logits (1/temperature).
+
+    `pattern`: `(T, T)` softmax pattern of the first sequence at `scale`; `entropy`: mean entropy
+    normalised by its uniform value (`log T`, or `log(i + 1)` per row when causal); `residual`:
+    relative token residual of `A X`; `residual_in` that of `X`; `sweep`: the scales of the
+    curves; `sweep_entropy`, `sweep_residual`: the same two measures over `sweep`.
+    """
+
+    scale: float
+    mean: float
+    std: float
+    causal: bool
+    d: int
+    T: int
+    pattern: np.ndarray
+    entropy: float
+    residual: float
+    residual_in: float
+    sweep: np.ndarray
+    sweep_entropy: np.ndarray
+    sweep_residual: np.ndarray
+
+
+_DEFAULT_SWEEP = tuple(float(x) for x in np.logspace(-2, 2, 17))
+
+
+def _scale_measures(S: torch.Tensor, X: torch.Tensor, c: float, causal: bool) -> tuple[torch.Tensor, float, float]:
+    A = pattern(c * S, causal=causal)  # (n, T, T)
+    H = attention_entropy(A, normalize="causal" if causal else "log_T")
+    return A, float(H), float(token_residual(A @ X).mean())
+
+
+def scale_view(
+    scale: float,
+    mean: float = 0.0,
+    std: float = 1.0,
+    causal: bool = False,
+    d: int = 32,
+    T: int = 32,
+    n_seq: int = 16,
+    seed: int = 0,
+    sweep: Sequence[float] = _DEFAULT_SWEEP,
+) -> ScaleView:
+    """Chapters 1 and 5: softmax of `scale * S` with `S = X W X^T / sqrt(d)`, i.i.d. Gaussian tokens.
+
+    `W` is symmetric with eigenvalue mean `mean` and sd `std` (default: a zero-mean random
+    `W_QK`). Small `scale` (high temperature) gives near-uniform rows, whose output `A X` has a
+    small token residual (rank collapse, strongest without the causal mask); large `scale` gives
+    near one-hot rows, entropy near 0 (entropy collapse).
+    """
+    scale = _finite(scale, "scale", positive=True)
+    mean = _finite(mean, "mean")
+    std = _finite(std, "std", nonneg=True)
+    d, T, n_seq = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (n_seq, "n_seq")))
+    if T < 2:
+        raise ValueError(f"T must be at least 2, got {T}")
+    sweep_arr = np.asarray([_finite(c, "sweep entries", positive=True) for c in sweep], dtype=np.float64)
+    if sweep_arr.size == 0:
+        raise ValueError("sweep must hold at least one scale")
+    W = random_qk(d, mean, std, seed=seed, exact=True, dtype=torch.float64)  # (d, d)
+    X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
+    S = X @ W @ X.transpose(-2, -1) / math.sqrt(d)  # (n_seq, T, T)
+    A, H, res = _scale_measures(S, X, scale, bool(causal))
+    curves = [_scale_measures(S, X, float(c), bool(causal))[1:] for c in sweep_arr]
+    return ScaleView(
+        scale=scale,
+        mean=mean,
+        std=std,
+        causal=bool(causal),
+        d=d,
+        T=T,
+        pattern=A[0].numpy(),
+        entropy=H,
+        residual=res,
+        residual_in=float(token_residual(X).mean()),
+        sweep=sweep_arr,
+        sweep_entropy=np.array([h for h, _ in curves]),
+        sweep_residual=np.array([r for _, r in curves]),
+    )
+
+
+def _scale_title(v: ScaleView) -> str:
+    mask = "causal mask" if v.causal else "no mask"
+    return (
+        f"logit scale c = {v.scale:.3g} (temperature {1 / v.scale:.3g}); W_QK eigenvalues mean {v.mean:g}, sd {v.std:g}; "
+        f"d = T = {v.d}, {mask}<br>entropy {v.entropy:.2f} of uniform, residual of A X {v.residual:.2f} (input {v.residual_in:.2f})"
+    )
+
+
+def scale_explorer(scale: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapters 1 and 5: matplotlib figure of `scale_view(...)`: attention map and the two collapses."""
+    import matplotlib.pyplot as plt
+
+    v = scale_view(scale, causal=causal, **kw)
+    fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
+    im = ax_map.imshow(v.pattern, vmin=0, vmax=1, cmap="viridis")
+    fig.colorbar(im, ax=ax_map, label="attention weight")
+    ax_map.set(title="softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
+    ax_curve.semilogx(v.sweep, v.sweep_entropy, "-", label="entropy / uniform entropy")
+    ax_curve.semilogx(v.sweep, v.sweep_residual, "-", label="relative residual of A X")
+    ax_curve.axvline(v.scale, color="k", ls="--", lw=1, label="current scale")
+    ax_curve.set(ylim=(0, 1.05), xlabel="logit scale c = 1 / temperature", ylabel="value", title="uniform (left) to one-hot (right)")
+    ax_curve.legend(fontsize=8)
+    fig.suptitle(_scale_title(v).replace("<br>", "\n"), fontsize=9)
+    return fig
+
+
+# --- chapter 3: the depth explorer ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DepthView:
+    """What the depth explorer shows for a stack of `depth` attention layers.
+
+    `residual_attn`, `residual_skip`: `(depth + 1,)` relative token residual (composite norm,
+    mean over sequences) at layers `0..depth`, pure attention `X <- A X W_V` and with a skip
+    connection `X <- X + A X W_V`; `cosine_attn`, `cosine_skip`: `(T, T)` token cosine
+    similarities at the last layer, first sequence.
+    """
+
+    depth: int
+    scale: float
+    causal: bool
+    d: int
+    T: int
+    residual_attn: np.ndarray
+    residual_skip: np.ndarray
+    cosine_attn: np.ndarray
+    cosine_skip: np.ndarray
+
+
+def _cosines(X: torch.Tensor) -> np.ndarray:
+    U = X / X.norm(dim=-1, keepdim=True).clamp_min(1e-300)  # (T, d)
+    return (U @ U.T).numpy()
+
+
+def depth_view(
+    depth: int, scale: float = 1.0, causal: bool = False, d: int = 32, T: int = 32, n_seq: int = 8, seed: int = 0
+) -> DepthView:
+    """Chapter 3: rank collapse with depth, at initialisation, with and without skip connections.
+
+    Layer `l` draws fresh `W_Q, W_K, W_V` with entries `N(0, 1/d)` (seeded per layer, so a deeper
+    stack extends a shallower one) and computes `A = softmax(scale * X W_Q W_K^T X^T / sqrt(d))`
+    (`d_h = d`), then `A X W_V` (pure attention) or `X + A X W_V` (skip). Tokens start i.i.d.
+    Gaussian. No MLP and no normalisation; for those see the chapter's own figures.
+    """
+    depth = check_positive_int(depth, "depth")
+    scale = _finite(scale, "scale", positive=True)
+    d, T, n_seq = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (n_seq, "n_seq")))
+    if T < 2:
+        raise ValueError(f"T must be at least 2, got {T}")
+    X0 = gaussian_tokens(n_seq, T, d, seed=seed)  # (n_seq, T, d)
+    out: dict[str, Any] = {}
+    for name, skip in (("attn", False), ("skip", True)):
+        X = X0
+        res = [float(token_residual(X).mean())]
+        for layer in range(depth):
+            g = torch.Generator().manual_seed(seed * 100_003 + layer + 1)
+            W_Q, W_K, W_V = (torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d) for _ in range(3))
+            S = (X @ W_Q) @ (X @ W_K).transpose(-2, -1) * (scale / math.sqrt(d))  # (n_seq, T, T)
+            Y = pattern(S, causal=causal) @ X @ W_V  # (n_seq, T, d)
+            X = X + Y if skip else Y
+            res.append(float(token_residual(X).mean()))
+        out[name] = (np.array(res), _cosines(X[0]))
+    return DepthView(
+        depth=depth,
+        scale=scale,
+        causal=bool(causal),
+        d=d,
+        T=T,
+        residual_attn=out["attn"][0],
+        residual_skip=out["skip"][0],
+        cosine_attn=out["attn"][1],
+        cosine_skip=out["skip"][1],
+    )
+
+
+_RES_FLOOR = 1e-16  # below float64 rounding: shown as this value on log axes
+
+
+def _depth_title(v: DepthView) -> str:
+    mask = "causal mask" if v.causal else "no mask"
+    return (
+        f"depth {v.depth}, logit scale {v.scale:g}, d = T = {v.d}, {mask}<br>last layer: residual "
+        f"{v.residual_attn[-1]:.2e} (attention only), {v.residual_skip[-1]:.2f} (with skip)"
+    )
+
+
+def depth_explorer(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapter 3: matplotlib figure of `depth_view(...)`: residual per layer and token cosines."""
+    import matplotlib.pyplot as plt
+
+    v = depth_view(depth, scale, causal, **kw)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1, 1]}, layout="constrained")
+    layers = np.arange(v.depth + 1)
+    axes[0].semilogy(layers, np.maximum(v.residual_attn, _RES_FLOOR), "o-", ms=3, label="attention only")
+    axes[0].semilogy(layers, np.maximum(v.residual_skip, _RES_FLOOR), "s-", ms=3, label="attention + skip")
+    axes[0].set(xlabel="layer", ylabel="relative residual ||res(X)|| / ||X||", title="rank collapse with depth")
+    axes[0].legend(fontsize=8)
+    for ax, C, name in ((axes[1], v.cosine_attn, "attention only"), (axes[2], v.cosine_skip, "with skip")):
+        im = ax.imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set(title=f"token cosines, layer {v.depth}\n({name})", xlabel="token j", ylabel="token i")
+    fig.colorbar(im, ax=axes[1:], label="cosine similarity")
+    fig.suptitle(_depth_title(v).replace("<br>", "\n"), fontsize=9)
+    return fig
+
+
+# --- live widgets (need a kernel) ---------------------------------------------------------------
+
+def _interactive(draw: Callable[..., None], **controls: Any):
+    import ipywidgets
+
+    return ipywidgets.interactive(draw, **controls)
+
+
+def _log_slider(value: float, lo: float, hi: float, description: str):
+    import ipywidgets
+
+    return ipywidgets.FloatLogSlider(
+        value=value, base=10, min=math.log10(lo), max=math.log10(hi), step=0.05,
+        description=description, continuous_update=False, readout_format=".3g",
+        style={"description_width": "initial"},
+    )
+
+
+def spectrum_widget(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
+    """Chapter 7, live: sliders for the spectrum mean, sd and scale, and the token model."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    def draw(mean: float, std: float, scale: float, tokens: str) -> None:
+        spectrum_explorer(mean, std, scale, tokens, **kw)
+        plt.show()
+
+    return _interactive(
+        draw,
+        mean=ipywidgets.FloatSlider(value=mean, min=-2, max=2, step=0.05, description="mean m", continuous_update=False),
+        std=_log_slider(max(std, 0.01), 0.01, 30, "sd s"),
+        scale=_log_slider(scale, 0.01, 10, "scale"),
+        tokens=ipywidgets.Dropdown(options=[("random walk", "random_walk"), ("i.i.d. Gaussian", "iid")], value=tokens, description="tokens"),
+    )
+
+
+def scale_widget(scale: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapters 1 and 5, live: a slider for the logit scale (1/temperature) and a causal-mask switch."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    def draw(scale: float, causal: bool) -> None:
+        scale_explorer(scale, causal, **kw)
+        plt.show()
+
+    return _interactive(draw, scale=_log_slider(scale, 0.01, 100, "logit scale c"), causal=ipywidgets.Checkbox(value=causal, description="causal mask"))
+
+
+def depth_widget(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapter 3, live: sliders for the depth and the logit scale, and a causal-mask switch."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    def draw(depth: int, scale: float, causal: bool) -> None:
+        depth_explorer(depth, scale, causal, **kw)
+        plt.show()
+
+    return _interactive(
+        draw,
+        depth=ipywidgets.IntSlider(value=depth, min=1, max=32, description="depth", continuous_update=False),
+        scale=_log_slider(scale, 0.1, 10, "logit scale"),
+        causal=ipywidgets.Checkbox(value=causal, description="causal mask"),
+    )
+
+
+# --- static explorers (precomputed grid, plotly slider, no kernel) -------------------------------
+
+class StaticExplorer(HTML):
+    """A precomputed explorer: plotly figure with a slider, shown as HTML (plus plotly's MIME type).
+
+    `html` is the fragment the book embeds (no plotly.js inside: the page loads it from a local
+    file). `figure` is the plotly figure; `views` the data of every slider step.
+    """
+
+    def __init__(self, figure: Any, views: list, name: str) -> None:
+        self.figure = figure
+        self.views = views
+        digest = hashlib.sha1(json.dumps(figure.to_plotly_json(), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        self.div_id = f"qklab-{name}-{digest}"
+        plot = figure.to_html(
+            full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=self.div_id,
+            config={"displaylogo": False, "responsive": True},
+        )
+        note = html.escape(
+            "This precomputed explorer needs plotly.js, which the built book serves. "
+            "In a notebook, run the live widget (the next cell) instead."
+        )
+        self.html = (
+            f'<div class="qklab-explorer" data-explorer="{name}">{plot}'
+            f'<p id="{self.div_id}-fallback" style="display:none">{note}</p>'
+            f'<script>if (typeof window.Plotly === "undefined") {{'
+            f'document.getElementById("{self.div_id}-fallback").style.display = "block";}}</script></div>'
+        )
+        super().__init__(self.html)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        return {"application/vnd.plotly.v1+json": json.loads(self.figure.to_json())}
+
+    def __repr__(self) -> str:
+        return f"<StaticExplorer {self.div_id}: {len(self.views)} slider steps>"
+
+
+def _r(a: np.ndarray, digits: int = 4) -> list:
+    """Rounded nested list (keeps the embedded JSON small)."""
+    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
+def _slider_figure(
+    steps: list[tuple[str, str, list[tuple[Any, int, int]]]],
+    n_cols: int,
+    titles: Sequence[str],
+    param: str,
+    widths: Sequence[float],
+    height: int = 560,
+    active: int = 0,
+):
+    """A plotly figure whose slider shows one group of traces per step (trace-visibility steps).
+
+    `steps`: (slider label, figure title, [(trace, row, col), ...]) per step.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=n_cols, subplot_titles=list(titles), column_widths=list(widths), horizontal_spacing=0.16)
+    owner: list[int] = []
+    for k, (_, _, traces) in enumerate(steps):
+        for trace, row, col in traces:
+            trace.visible = k == active
+            fig.add_trace(trace, row=row, col=col)
+            owner.append(k)
+    for trace in fig.data:  # each heatmap's colour bar sits just right of its own panel
+        if trace.type == "heatmap":
+            axis = fig.layout[trace.xaxis.replace("x", "xaxis", 1)]
+            trace.colorbar.update(x=axis.domain[1] + 0.01, thickness=12, len=0.8)
+    slider_steps = [
+        dict(label=label, method="update", args=[{"visible": [o == k for o in owner]}, {"title.text": title}])
+        for k, (label, title, _) in enumerate(steps)
+    ]
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin=dict(t=110, b=150, l=50, r=20),
+        title=dict(text=steps[active][1], font=dict(size=12), x=0.0, xanchor="left"),
+        sliders=[dict(active=active, currentvalue=dict(prefix=f"{param}: "), pad=dict(t=50), steps=slider_steps)],
+        showlegend=True,
+        legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0),
+    )
+    return fig
+
+
+def _grid(values: Sequence[Any], name: str) -> list:
+    vals = list(values)
+    if not 1 <= len(vals) <= 40:
+        raise ValueError(f"{name} must hold between 1 and 40 slider values, got {len(vals)}")
+    return vals
+
+
+def spectrum_static(param: Literal["std", "mean", "scale"] = "std", values: Sequence[float] = (0.0, 0.3, 1.0, 2.0, 4.0, 8.0, 16.0), **fixed: Any) -> StaticExplorer:
+    """Chapter 7, static: `spectrum_view` on a grid of one parameter, with a plotly slider.
+
+    `param` is the knob ("std" by default, the spectrum's spread at `mean = 1`); `fixed` are the
+    other arguments of `spectrum_view` (e.g. `mean=0.5, tokens="iid"`). About 0.3 s per value on
+    a 2-core CPU with the defaults.
+    """
+    import plotly.graph_objects as go
+
+    if param not in ("std", "mean", "scale"):
+        raise ValueError(f"param must be 'std', 'mean' or 'scale', got {param!r}")
+    if param in fixed:
+        raise ValueError(f"{param!r} is the slider's parameter: give its values in `values`, not as a fixed argument")
+    args = {"mean": 1.0, "std": 1.0, "scale": 1.0, **fixed}
+    views = [spectrum_view(**{**args, param: float(x)}) for x in _grid(values, "values")]
+    steps = []
+    for v in views:
+        tau = np.arange(1, v.T + 1)
+        heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
+        prof = go.Scatter(x=tau, y=_r(v.profile), mode="lines+markers", marker=dict(size=5), line=dict(color="#d62728"), name="P(key in sparsemax support), query = last token")
+        steps.append((f"{getattr(v, param):g}", _spectrum_title(v), [(heat, 1, 1), (prof, 1, 2)]))
+    label = {"std": "eigenvalue sd s", "mean": "eigenvalue mean m", "scale": "spectrum scale"}[param]
+    fig = _slider_figure(steps, 2, ["causal softmax pattern (one sequence)", "signal propagation profile"], label, (0.42, 0.58))
+    fig.update_yaxes(autorange="reversed", title_text="query position i", row=1, col=1)
+    fig.update_xaxes(title_text="key position j", row=1, col=1)
+    fig.update_xaxes(title_text="key position tau", row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05], title_text="propagation probability", row=1, col=2)
+    return StaticExplorer(fig, views, "spectrum")
+
+
+def scale_static(values: Sequence[float] = tuple(float(x) for x in np.logspace(-2, 2, 9)), **fixed: Any) -> StaticExplorer:
+    """Chapters 1 and 5, static: `scale_view` over logit scales (1/temperature), with a plotly slider."""
+    import plotly.graph_objects as go
+
+    if "scale" in fixed:
+        raise ValueError("'scale' is the slider's parameter: give its values in `values`")
+    views = [scale_view(float(c), **fixed) for c in _grid(values, "values")]
+    steps = []
+    for v in views:
+        heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
+        ent = go.Scatter(x=v.sweep, y=_r(v.sweep_entropy), mode="lines", name="entropy / uniform entropy", line=dict(color="#1f77b4"))
+        res = go.Scatter(x=v.sweep, y=_r(v.sweep_residual), mode="lines", name="relative residual of A X", line=dict(color="#ff7f0e"))
+        here = go.Scatter(x=[v.scale, v.scale], y=[0, 1.05], mode="lines", name="current scale", line=dict(color="black", dash="dash"))
+        steps.append((f"{v.scale:.3g}", _scale_title(v), [(heat, 1, 1), (ent, 1, 2), (res, 1, 2), (here, 1, 2)]))
+    fig = _slider_figure(steps, 2, ["softmax pattern (one sequence)", "uniform (left) to one-hot (right)"], "logit scale c", (0.42, 0.58))
+    fig.update_yaxes(autorange="reversed", title_text="query position i", row=1, col=1)
+    fig.update_xaxes(title_text="key position j", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="logit scale c = 1 / temperature", row=1, col=2)
+    fig.update_yaxes(range=[0, 1.05], title_text="value", row=1, col=2)
+    return StaticExplorer(fig, views, "scale")
+
+
+def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), **fixed: Any) -> StaticExplorer:
+    """Chapter 3, static: `depth_view` over depths, with a plotly slider (residual per layer, cosines)."""
+    import plotly.graph_objects as go
+
+    if "depth" in fixed:
+        raise ValueError("'depth' is the slider's parameter: give its values in `values`")
+    views = [depth_view(int(L), **fixed) for L in _grid(values, "values")]
+    steps = []
+    for v in views:
+        layers = np.arange(v.depth + 1)
+        attn = go.Scatter(x=layers, y=np.maximum(v.residual_attn, _RES_FLOOR).tolist(), mode="lines+markers", name="attention only", line=dict(color="#d62728"))
+        skip = go.Scatter(x=layers, y=np.maximum(v.residual_skip, _RES_FLOOR).tolist(), mode="lines+markers", name="attention + skip", line=dict(color="#2ca02c"))
+        cos = go.Heatmap(z=_r(v.cosine_attn, 3), zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, colorbar=dict(title="cosine"), showlegend=False, name="cosines")
+        steps.append((str(v.depth), _depth_title(v), [(attn, 1, 1), (skip, 1, 1), (cos, 1, 2)]))
+    fig = _slider_figure(steps, 2, ["relative residual per layer", "token cosines at the last layer (attention only)"], "depth", (0.58, 0.42))
+    # Fixed ranges, so moving the slider grows the curves instead of rescaling the axes.
+    fig.update_yaxes(type="log", range=[math.log10(_RES_FLOOR) - 0.5, 0.3], title_text="relative residual", exponentformat="power", row=1, col=1)
+    fig.update_xaxes(range=[-0.3, max(v.depth for v in views) + 0.3], title_text="layer", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", title_text="token i", row=1, col=2)
+    fig.update_xaxes(title_text="token j", row=1, col=2)
+    return StaticExplorer(fig, views, "depth")

@@ -1,0 +1,255 @@
+"""qklab.explore: the explorers' pure functions, figures, widgets and static (plotly) grids.
+
+The data functions are checked against independent numpy computations (softmax, the composite
+norm residual) and against facts that do not depend on the implementation: uniform attention
+collapses tokens in one layer, tiny logits put every key in the sparsemax support, huge logits
+leave one key, pure attention stacks lose rank with depth and skip connections stop it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from IPython.display import HTML
+
+from qklab import explore as E
+from qklab.spectrum import random_qk
+from qklab.theory import gaussian_tokens, random_walk_tokens
+
+SMALL = dict(d=8, T=8, seed=3)
+
+
+def np_softmax_causal(S: np.ndarray) -> np.ndarray:
+    T = S.shape[-1]
+    z = np.where(np.tril(np.ones((T, T), bool)), S, -np.inf)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_residual(X: np.ndarray) -> float:
+    """Dong et al.'s relative residual with the composite norm sqrt(||.||_1 ||.||_inf)."""
+
+    def norm(M):
+        return math.sqrt(np.abs(M).sum(axis=0).max() * np.abs(M).sum(axis=1).max())
+
+    return norm(X - X.mean(axis=0, keepdims=True)) / norm(X)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# --- spectrum (chapter 7) -------------------------------------------------------------------------
+
+def test_spectrum_view_pattern_matches_numpy():
+    v = E.spectrum_view(0.7, 0.4, scale=1.5, n_samples=50, **SMALL)
+    d, T, seed = SMALL["d"], SMALL["T"], SMALL["seed"]
+    W = 1.5 * random_qk(d, 0.7, 0.4, seed=seed, exact=True).double().numpy()
+    X = random_walk_tokens(16, T, d, seed=seed + 2).numpy()[0] / math.sqrt(T)
+    np.testing.assert_allclose(v.pattern, np_softmax_causal(X @ W @ X.T / math.sqrt(d)), rtol=1e-5, atol=1e-7)
+    assert v.pattern.shape == (T, T) and v.profile.shape == (T,) and v.snr.shape == (T,)
+    assert np.all(np.triu(v.pattern, 1) == 0)
+    assert v.kappa == pytest.approx(0.7 / math.hypot(0.7, 0.4))
+    assert 0 <= v.entropy <= 1 and v.entropy_nats >= 0 and 0 <= v.recent <= 1
+
+
+def test_spectrum_view_profile_limits():
+    """Tiny logits: sparsemax keeps every key. Huge logits: it keeps one key per sequence."""
+    tiny = E.spectrum_view(1.0, 1.0, scale=1e-6, n_samples=40, **SMALL)
+    np.testing.assert_allclose(tiny.profile, 1.0)
+    assert tiny.entropy == pytest.approx(1.0, abs=1e-4)  # softmax near uniform too
+    huge = E.spectrum_view(1.0, 1.0, scale=1e6, n_samples=40, **SMALL)
+    assert huge.profile.sum() == pytest.approx(1.0)
+    assert huge.entropy < 0.05
+
+
+def test_spectrum_view_concentration_localizes():
+    """A concentrated spectrum puts the support near the query; a spread one does not."""
+    conc = E.spectrum_view(1.0, 0.0, n_samples=300, d=32, T=32, seed=0)
+    spread = E.spectrum_view(1.0, 16.0, n_samples=300, d=32, T=32, seed=0)
+    assert conc.recent > 0.8 > 0.5 > spread.recent
+    assert conc.kappa == 1.0 and spread.kappa < 0.1
+
+
+def test_spectrum_view_iid_tokens_and_zero_spectrum():
+    v = E.spectrum_view(1.0, 0.0, tokens="iid", n_samples=50, **SMALL)
+    X = gaussian_tokens(16, 8, 8, seed=SMALL["seed"] + 2).numpy()
+    np.testing.assert_allclose(v.residual_in, np.mean([np_residual(x) for x in X]), rtol=1e-6)
+    zero = E.spectrum_view(0.0, 0.0, n_samples=20, **SMALL)
+    assert math.isnan(zero.kappa)
+    np.testing.assert_allclose(zero.profile, 1.0)  # all logits 0: every key in the support
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(mean=1.0, std=-1.0), ValueError),
+        (dict(mean=float("nan"), std=1.0), ValueError),
+        (dict(mean=1.0, std=1.0, scale=0.0), ValueError),
+        (dict(mean=1.0, std=1.0, tokens="gaussian"), ValueError),
+        (dict(mean="1", std=1.0), TypeError),
+        (dict(mean=1.0, std=1.0, T=1), ValueError),
+        (dict(mean=1.0, std=1.0, d=2.5), TypeError),
+    ],
+)
+def test_spectrum_view_rejects_bad_input(kwargs, error):
+    with pytest.raises(error):
+        E.spectrum_view(**kwargs)
+
+
+# --- scale / temperature (chapters 1 and 5) -------------------------------------------------------
+
+def test_scale_view_two_collapses():
+    small = E.scale_view(1e-4, **SMALL)
+    np.testing.assert_allclose(small.pattern, 1 / 8, atol=1e-4)  # uniform rows
+    assert small.entropy == pytest.approx(1.0, abs=1e-6)
+    assert small.residual < 1e-3  # uniform attention without a mask: one token, repeated
+    big = E.scale_view(1e4, **SMALL)
+    assert big.entropy < 1e-3
+    assert np.allclose(big.pattern.max(axis=1), 1.0, atol=1e-6)  # one-hot rows
+    X = gaussian_tokens(16, 8, 8, seed=SMALL["seed"] + 1).numpy()
+    np.testing.assert_allclose(small.residual_in, np.mean([np_residual(x) for x in X]), rtol=1e-6)
+
+
+def test_scale_view_curves_and_mask():
+    v = E.scale_view(1.0, causal=True, sweep=(0.01, 1.0, 100.0), **SMALL)
+    assert np.all(np.triu(v.pattern, 1) == 0)
+    assert v.sweep.tolist() == [0.01, 1.0, 100.0]
+    assert v.sweep_entropy[0] > v.sweep_entropy[1] > v.sweep_entropy[2]  # hotter is flatter
+    assert v.sweep_entropy[1] == pytest.approx(v.entropy)  # the curve passes through the current point
+    with pytest.raises(ValueError):
+        E.scale_view(-1.0)
+    with pytest.raises(ValueError):
+        E.scale_view(1.0, sweep=())
+
+
+# --- depth (chapter 3) ----------------------------------------------------------------------------
+
+def test_depth_view_collapse_and_skip():
+    v = E.depth_view(6, d=16, T=16, n_seq=4, seed=0)
+    assert v.residual_attn.shape == v.residual_skip.shape == (7,)
+    X0 = gaussian_tokens(4, 16, 16, seed=0).numpy()
+    np.testing.assert_allclose(v.residual_attn[0], np.mean([np_residual(x) for x in X0]), rtol=1e-6)
+    assert v.residual_attn[-1] < 1e-8  # pure attention: rank one within a few layers
+    assert v.residual_skip[-1] > 0.1  # the skip connection keeps the tokens apart
+    assert np.allclose(np.diag(v.cosine_attn), 1) and np.allclose(v.cosine_attn, 1, atol=1e-6)
+
+
+def test_depth_view_is_a_prefix_of_a_deeper_stack():
+    short, deep = E.depth_view(2, **SMALL), E.depth_view(5, **SMALL)
+    np.testing.assert_allclose(short.residual_attn, deep.residual_attn[:3])
+    np.testing.assert_allclose(short.residual_skip, deep.residual_skip[:3])
+    with pytest.raises(ValueError):
+        E.depth_view(0)
+    with pytest.raises(TypeError):
+        E.depth_view(2.0)
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: E.spectrum_explorer(1.0, 0.5, n_samples=20, **SMALL),
+        lambda: E.scale_explorer(2.0, **SMALL),
+        lambda: E.depth_explorer(3, **SMALL),
+    ],
+)
+def test_figures_have_titles_and_labels(make):
+    fig = make()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert fig.get_suptitle()
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+# --- static explorers (plotly slider) -------------------------------------------------------------
+
+def _visible_steps(ex: E.StaticExplorer) -> list[list[int]]:
+    steps = ex.figure.layout.sliders[0].steps
+    return [[i for i, shown in enumerate(step.args[0]["visible"]) if shown] for step in steps]
+
+
+def test_spectrum_static_grid_matches_the_pure_function():
+    values = (0.0, 1.0, 8.0)
+    ex = E.spectrum_static("std", values, mean=1.0, n_samples=30, **SMALL)
+    assert isinstance(ex, HTML)
+    assert [v.std for v in ex.views] == list(values)
+    groups = _visible_steps(ex)
+    assert groups == [[0, 1], [2, 3], [4, 5]]  # each step shows its own map and profile
+    for k, v in enumerate(ex.views):
+        ref = E.spectrum_view(1.0, values[k], n_samples=30, **SMALL)
+        heat, prof = (ex.figure.data[i] for i in groups[k])
+        np.testing.assert_allclose(np.array(heat.z), ref.pattern, atol=6e-5)
+        np.testing.assert_allclose(np.array(prof.y), ref.profile, atol=6e-5)
+    # the slider changes what is shown: the maps of two steps differ
+    assert not np.allclose(np.array(ex.figure.data[0].z), np.array(ex.figure.data[4].z))
+
+
+def test_static_html_is_offline_and_deterministic():
+    ex = E.scale_static((0.1, 10.0), **SMALL)
+    html = ex._repr_html_()
+    assert 'class="plotly-graph-div"' in html and "Plotly.newPlot" in html
+    assert "<script src" not in html and "cdn" not in html.lower()  # plotly.js comes from the book
+    assert ex.div_id in html and "qklab-explorer" in html
+    assert E.scale_static((0.1, 10.0), **SMALL).div_id == ex.div_id  # same inputs, same ids
+    bundle = ex._repr_mimebundle_()
+    spec = bundle["application/vnd.plotly.v1+json"]
+    assert len(spec["layout"]["sliders"][0]["steps"]) == 2
+    json.dumps(spec)  # serialisable as it stands
+
+
+def test_depth_static_steps():
+    ex = E.depth_static((1, 3), **SMALL)
+    assert [v.depth for v in ex.views] == [1, 3]
+    groups = _visible_steps(ex)
+    assert len(groups) == 2 and all(len(g) == 3 for g in groups)
+    assert len(ex.figure.data[groups[1][0]].y) == 4  # layers 0..3
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: E.spectrum_static("variance", (1.0,)),
+        lambda: E.spectrum_static("std", (1.0,), std=2.0),
+        lambda: E.spectrum_static("std", ()),
+        lambda: E.scale_static((1.0,), scale=2.0),
+        lambda: E.depth_static((1,), depth=2),
+    ],
+)
+def test_static_rejects_bad_grids(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+# --- widgets --------------------------------------------------------------------------------------
+
+def test_widgets_redraw_on_change(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    calls = []
+    monkeypatch.setattr(E, "spectrum_explorer", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(E, "scale_explorer", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(E, "depth_explorer", lambda *a, **k: calls.append(a))
+    w = E.spectrum_widget(mean=0.5, std=0.2)
+    assert calls[-1] == (0.5, pytest.approx(0.2), 1.0, "random_walk")  # drawn once on creation
+    w.children[1].value = 3.0  # the sd slider
+    assert calls[-1][1] == pytest.approx(3.0)
+    s = E.scale_widget()
+    s.children[1].value = True  # causal mask
+    assert calls[-1][1] is True
+    dw = E.depth_widget(depth=4)
+    dw.children[0].value = 9
+    assert calls[-1][0] == 9
