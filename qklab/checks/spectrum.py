@@ -1,0 +1,281 @@
+"""Checks for the exercises of chapter 6 (`chapters/06_qk_eigenspectrum`): the QK eigenspectrum.
+
+- `check_zero_counts`: the predicted number of zero eigenvalues of `W_Q W_K^T` for two heads;
+- `check_core_eigenvalues`: the non-zero eigenvalues from the `d_h x d_h` core `W_K^T W_Q`;
+- `check_spectrum_moments`: the eigenvalue mean and second moment from trace identities.
+
+Each check compares the reader's answer with `qklab.spectrum.QK` and recognises the typical wrong
+answers listed in its `MISTAKES`, among them a symmetric eigen-solver (`eigvalsh`) applied to the
+non-symmetric `W_QK`. `tests/test_checks_spectrum.py` feeds every mistake back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from qklab.checks.core import Case, Mistake, check_function, check_value
+from qklab.spectrum import QK
+
+__all__ = [
+    "ZERO_COUNT_HEADS",
+    "check_zero_counts",
+    "zero_count_heads",
+    "core_eigenvalues_reference",
+    "check_core_eigenvalues",
+    "spectrum_moments_reference",
+    "check_spectrum_moments",
+    "MOMENT_MISTAKES",
+    "CORE_MISTAKES",
+]
+
+# --- exercise ex-zero-eigenvalues: predict, then count ---------------------------------------------
+
+#: The two heads of the prediction exercise: width d, head width d_h, and how many of W_K's
+#: columns are set to zero (head (b) uses only d_h - 4 of its dimensions).
+ZERO_COUNT_HEADS = {"a": {"d": 48, "d_h": 12, "zero_columns": 0}, "b": {"d": 48, "d_h": 12, "zero_columns": 4}}
+
+
+def zero_count_heads(seed: int = 0) -> dict[str, tuple[Tensor, Tensor]]:
+    """The two heads of `ZERO_COUNT_HEADS` as float64 `(W_Q, W_K)`, each `(48, 12)`."""
+    g = torch.Generator().manual_seed(seed)
+    heads = {}
+    for name, spec in ZERO_COUNT_HEADS.items():
+        W_Q = torch.randn(spec["d"], spec["d_h"], generator=g, dtype=torch.float64)
+        W_K = torch.randn(spec["d"], spec["d_h"], generator=g, dtype=torch.float64)
+        if spec["zero_columns"]:
+            W_K[:, -spec["zero_columns"] :] = 0.0
+        heads[name] = (W_Q, W_K)
+    return heads
+
+
+def check_zero_counts(n_zero_a: object, n_zero_b: object) -> None:
+    """Chapter 6, ex-zero-eigenvalues: how many eigenvalues of `W_Q W_K^T` are zero?
+
+    Head (a): `d = 48`, `d_h = 12`, Gaussian factors. Head (b): the same, but the last 4 columns
+    of `W_K` are zero.
+    """
+    a, b = ZERO_COUNT_HEADS["a"], ZERO_COUNT_HEADS["b"]
+    rank_a = a["d_h"] - a["zero_columns"]
+    rank_b = b["d_h"] - b["zero_columns"]
+    check_value(
+        n_zero_a,
+        a["d"] - rank_a,
+        name="zero eigenvalues of head (a)",
+        rtol=0,
+        atol=0.01,
+        mistakes={
+            "the number of NON-zero eigenvalues": (rank_a, "W_QK is d x d: it has d eigenvalues, of which at most d_h are non-zero."),
+            "assuming a generic matrix has no zero eigenvalue": (0, "W_QK = W_Q W_K^T has rank at most d_h < d: what does that say about its null space?"),
+        },
+        hint="the rank of W_Q W_K^T is at most d_h; every vector of its null space is an eigenvector with eigenvalue 0.",
+    )
+    check_value(
+        n_zero_b,
+        b["d"] - rank_b,
+        name="zero eigenvalues of head (b)",
+        rtol=0,
+        atol=0.01,
+        mistakes={
+            "the count for head (a): the zero columns were not taken into account": (
+                b["d"] - b["d_h"],
+                "W_Q W_K^T = sum over k of (column k of W_Q)(column k of W_K)^T: a zero column of W_K removes a term, so the rank drops.",
+            ),
+            "the number of zero columns": (b["zero_columns"], "count all eigenvalues that vanish, not only the new ones."),
+            "the number of NON-zero eigenvalues": (rank_b, "W_QK is d x d: it has d eigenvalues."),
+        },
+        hint="W_Q W_K^T is a sum of d_h outer products, one per column pair; how many of them are non-zero here?",
+    )
+
+
+# --- exercise ex-core-eigenvalues --------------------------------------------------------------------
+
+
+def core_eigenvalues_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
+    """The `d_h` complex eigenvalues of the core `W_K^T W_Q`, `(..., d_h)` (chapter 6)."""
+    return QK(W_Q, W_K).eigenvalues(nonzero_only=True)
+
+
+def _sorted_complex(fn: Callable[..., object]) -> Callable[..., object]:
+    """Wrap `fn`: its output, sorted by (real part, imaginary part), as `(..., k, 2)` float64 pairs.
+
+    The pairs (`torch.view_as_real`) let the check engine print the largest difference, which
+    it cannot do for complex numbers.
+    """
+
+    def wrapped(*args: object, **kwargs: object) -> object:
+        out = fn(*args, **kwargs)
+        if not isinstance(out, Tensor):
+            return out
+        out = out.detach().to(torch.complex128)
+        if out.ndim == 0:
+            return out
+        by_imag = out.imag.sort(dim=-1, stable=True).indices
+        out = out.gather(-1, by_imag)
+        key = torch.round(out.real * 1e6)  # conjugate pairs share a real part up to rounding
+        out = out.gather(-1, key.sort(dim=-1, stable=True).indices)
+        return torch.view_as_real(out.contiguous())  # (..., k, 2): real and imaginary parts
+
+    return wrapped
+
+
+def _core(W_Q: Tensor, W_K: Tensor) -> Tensor:
+    return W_K.transpose(-2, -1) @ W_Q  # (..., d_h, d_h)
+
+
+CORE_MISTAKES = [
+    Mistake(
+        "the eigenvalues of the full d x d matrix W_Q W_K^T",
+        lambda W_Q, W_K: torch.linalg.eigvals(W_Q @ W_K.transpose(-2, -1)),
+        "the exercise asks for the d_h eigenvalues of the small core W_K^T W_Q (that is the shortcut): "
+        "the other d - d_h eigenvalues of W_QK are zero.",
+    ),
+    Mistake(
+        "a symmetric eigen-solver (eigvalsh) on the non-symmetric core",
+        lambda W_Q, W_K: torch.linalg.eigvalsh(_core(W_Q, W_K)),
+        "eigvalsh assumes a symmetric matrix and reads only its lower triangle; W_K^T W_Q is not symmetric, "
+        "its eigenvalues can be complex: use torch.linalg.eigvals.",
+    ),
+    Mistake(
+        "singular values in place of eigenvalues",
+        lambda W_Q, W_K: torch.linalg.svdvals(_core(W_Q, W_K)),
+        "singular values are never negative and never complex; eigenvalues are: use torch.linalg.eigvals.",
+    ),
+    Mistake(
+        "the eigenvalues of a Gram matrix (W_Q^T W_Q or W_K^T W_K)",
+        lambda W_Q, W_K: torch.linalg.eigvals(W_Q.transpose(-2, -1) @ W_Q),
+        "the core mixes both factors: W_K^T W_Q (d_h x d_h).",
+    ),
+]
+
+
+def _core_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(61)
+    rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    rotation_Q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    rotation_K = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    return [
+        Case("one head, d = 6, d_h = 2", (rnd(6, 2), rnd(6, 2))),
+        Case("a rotation head whose eigenvalues are +i and -i (d = 3, d_h = 2)", (rotation_Q, rotation_K)),
+        Case("a stack of 3 heads, d = 8, d_h = 4", (rnd(3, 8, 4), rnd(3, 8, 4))),
+        Case("d_h = 1 (rank one: one eigenvalue, <W_Q, W_K>)", (rnd(5, 1), rnd(5, 1))),
+        Case("d_h = d = 5", (rnd(5, 5), rnd(5, 5))),
+    ]
+
+
+def check_core_eigenvalues(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Chapter 6, ex-core-eigenvalues: `fn(W_Q, W_K)` returns the `d_h` eigenvalues of the core.
+
+    Order does not matter (both sides are sorted); real output is compared as complex. Messages
+    show eigenvalues as (real, imaginary) pairs: a shape `(..., k, 2)` means `k` eigenvalues.
+    """
+    check_function(
+        _sorted_complex(fn),
+        _sorted_complex(core_eigenvalues_reference),
+        _core_cases(),
+        name="core_eigenvalues",
+        mistakes=[Mistake(m.label, _sorted_complex(m.fn), m.hint) for m in CORE_MISTAKES],
+        hint="form the d_h x d_h matrix W_K^T W_Q (batch-friendly: W_K.transpose(-2, -1) @ W_Q) and take torch.linalg.eigvals.",
+        atol=1e-6,
+        rtol=1e-5,
+    )
+
+
+# --- exercise ex-trace-moments -----------------------------------------------------------------------
+
+
+def spectrum_moments_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
+    """`[m, tr(W_QK^2)/d]` per head, `(..., 2)`: eigenvalue mean and second moment over `n = d`."""
+    qk = QK(W_Q, W_K)
+    return torch.stack([qk.mean("d"), qk.second_moment("d")], dim=-1)
+
+
+def _eig_moments(lam: Tensor, d: int) -> Tensor:
+    return torch.stack([lam.sum(-1) / d, (lam**2).sum(-1) / d], dim=-1)
+
+
+def _trace_parts(W_Q: Tensor, W_K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    C = _core(W_Q, W_K)
+    tr = (W_Q * W_K).sum(dim=(-2, -1))
+    tr_sq = (C * C.transpose(-2, -1)).sum(dim=(-2, -1))
+    return tr, tr_sq, C
+
+
+MOMENT_MISTAKES = [
+    Mistake(
+        "a symmetric eigen-solver (eigvalsh) on the non-symmetric W_QK",
+        lambda W_Q, W_K: _eig_moments(torch.linalg.eigvalsh(W_Q @ W_K.transpose(-2, -1)), W_Q.shape[-2]),
+        "W_Q W_K^T is not symmetric: eigvalsh silently reads its lower triangle only and returns the eigenvalues "
+        "of a different (symmetric) matrix. Use the trace identities instead, no eigendecomposition needed.",
+    ),
+    Mistake(
+        "the eigenvalues of the symmetric part (W + W^T)/2",
+        lambda W_Q, W_K: _eig_moments(
+            torch.linalg.eigvalsh((W_Q @ W_K.transpose(-2, -1) + W_K @ W_Q.transpose(-2, -1)) / 2), W_Q.shape[-2]
+        ),
+        "the symmetric part has the same trace but not the same tr(W^2): the antisymmetric part counts with a minus sign.",
+    ),
+    Mistake(
+        "dividing by d_h instead of d",
+        lambda W_Q, W_K: torch.stack([t / W_Q.shape[-1] for t in _trace_parts(W_Q, W_K)[:2]], dim=-1),
+        "this exercise uses n = d: all d eigenvalues count, the d - d_h zeros included.",
+    ),
+    Mistake(
+        "||C||_F^2 in place of tr(C^2)",
+        lambda W_Q, W_K: torch.stack(
+            [_trace_parts(W_Q, W_K)[0], _trace_parts(W_Q, W_K)[2].pow(2).sum(dim=(-2, -1))], dim=-1
+        )
+        / W_Q.shape[-2],
+        "tr(C^2) = sum_ij C_ij C_ji (C times itself), while ||C||_F^2 = sum_ij C_ij^2 (C times its transpose): "
+        "they agree only for symmetric C.",
+    ),
+    Mistake(
+        "the squared mean in place of the mean of the squares",
+        lambda W_Q, W_K: torch.stack(
+            [_trace_parts(W_Q, W_K)[0] / W_Q.shape[-2], (_trace_parts(W_Q, W_K)[0] / W_Q.shape[-2]) ** 2], dim=-1
+        ),
+        "the second moment is (1/d) sum_i lambda_i^2 = tr(W^2)/d, not m^2.",
+    ),
+]
+
+
+def _moment_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(62)
+    rnd = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    W = rnd(7, 3)
+    return [
+        Case("one head, d = 6, d_h = 2", (rnd(6, 2), rnd(6, 2))),
+        Case("a stack of 3 heads, d = 8, d_h = 4", (rnd(3, 8, 4), rnd(3, 8, 4))),
+        Case("d_h = 1", (rnd(5, 1), rnd(5, 1))),
+        Case("a symmetric head, W_Q = W_K (d = 7, d_h = 3)", (W, W.clone())),
+        Case("a float32 head, d = 16, d_h = 4", (rnd(16, 4).float(), rnd(16, 4).float())),
+    ]
+
+
+def _real_if_complex(fn: Callable[..., object]) -> Callable[..., object]:
+    """Accept complex output whose imaginary part is negligible (e.g. from eigvals) as real."""
+
+    def wrapped(*args: object, **kwargs: object) -> object:
+        out = fn(*args, **kwargs)
+        if isinstance(out, Tensor) and out.is_complex():
+            if float(out.imag.abs().max()) <= 1e-6 * max(1.0, float(out.real.abs().max())):
+                return out.real
+        return out
+
+    return wrapped
+
+
+def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Chapter 6, ex-trace-moments: `fn(W_Q, W_K)` returns `[mean, second moment]`, `(..., 2)`, over `n = d`."""
+    check_function(
+        _real_if_complex(fn),
+        spectrum_moments_reference,
+        _moment_cases(),
+        name="spectrum_moments",
+        mistakes=MOMENT_MISTAKES,
+        hint="mean = <W_Q, W_K>_F / d and second moment = tr(C C) / d with C = W_K^T W_Q; stack them on the last axis.",
+        atol=1e-5,
+        rtol=1e-4,
+    )
