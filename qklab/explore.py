@@ -13,8 +13,8 @@ same computation:
   small grid of one parameter, drawn as a plotly figure with a slider and returned as an
   `IPython.display.HTML` object. The slider works in a browser with no kernel and no network: the
   HTML does not embed plotly.js, the book serves it from a local file (`_ext/qklab_book.py` adds
-  it to every page that holds a plotly figure). In JupyterLab and VS Code the same object also
-  carries plotly's own MIME type, which they render natively.
+  it to every page that holds a plotly figure). In a notebook use the live widget, or
+  `.figure.show()` to see the plotly figure with JupyterLab's plotly renderer.
 
 Chapters: 1 and 5 (`scale_*`: logit scale = 1/temperature, entropy and rank residual), 3
 (`depth_*`: relative token residual per layer with and without skip connections) and 7
@@ -490,10 +490,13 @@ def depth_widget(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw:
 # --- static explorers (precomputed grid, plotly slider, no kernel) -------------------------------
 
 class StaticExplorer(HTML):
-    """A precomputed explorer: plotly figure with a slider, shown as HTML (plus plotly's MIME type).
+    """A precomputed explorer: a plotly figure with a slider, shown as HTML.
 
     `html` is the fragment the book embeds (no plotly.js inside: the page loads it from a local
-    file). `figure` is the plotly figure; `views` the data of every slider step.
+    file, so a notebook without plotly.js loaded shows a note pointing to the live widget instead;
+    plotly's own MIME type is left out because the book build rejects it as unknown). `figure`
+    is the plotly figure (`figure.show()` displays it in JupyterLab); `views` the data of every
+    slider step.
     """
 
     def __init__(self, figure: Any, views: list, name: str) -> None:
@@ -516,9 +519,6 @@ class StaticExplorer(HTML):
             f'document.getElementById("{self.div_id}-fallback").style.display = "block";}}</script></div>'
         )
         super().__init__(self.html)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
-        return {"application/vnd.plotly.v1+json": json.loads(self.figure.to_json())}
 
     def __repr__(self) -> str:
         return f"<StaticExplorer {self.div_id}: {len(self.views)} slider steps>"
@@ -545,7 +545,7 @@ def _slider_figure(
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=n_cols, subplot_titles=list(titles), column_widths=list(widths), horizontal_spacing=0.16)
+    fig = make_subplots(rows=1, cols=n_cols, subplot_titles=list(titles), column_widths=list(widths), horizontal_spacing=0.2)
     owner: list[int] = []
     for k, (_, _, traces) in enumerate(steps):
         for trace, row, col in traces:
