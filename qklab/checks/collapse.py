@@ -1,0 +1,369 @@
+"""Checks for the exercises of chapters 3, 5 and 8 (rank collapse, the two collapses, the map).
+
+Each `check_*` compares the reader's function (or number) with the reference of
+`qklab.collapse` on several cases, edge cases included, and recognises the typical wrong answers
+listed as `Mistake`s (tested in `tests/test_checks_collapse.py`).
+
+Chapter 3: `check_stack_residuals`, `check_running_products`, `check_uniform_causal_residual`.
+Chapter 5: `check_mean_normalized_entropy`, `check_half_entropy_scale`.
+Chapter 8: `check_localization`, `check_qk_from_scale_kappa`, `check_collapse_regions`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from qklab.attention import pattern
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value
+from qklab.collapse import (
+    _band,
+    attention_stack_residuals,
+    collapse_regions,
+    localization,
+    qk_from_scale_kappa,
+    qk_pattern,
+    random_stochastic,
+    running_products,
+)
+from qklab.metrics import attention_entropy, token_residual
+from qklab.spectrum import random_qk
+
+__all__ = [
+    "check_stack_residuals",
+    "check_running_products",
+    "check_uniform_causal_residual",
+    "uniform_causal_residual_reference",
+    "check_mean_normalized_entropy",
+    "mean_normalized_entropy_reference",
+    "check_half_entropy_scale",
+    "half_entropy_scale_reference",
+    "check_localization",
+    "check_qk_from_scale_kappa",
+    "check_collapse_regions",
+]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int, seed: int, std: float = 1.0) -> Tensor:
+    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64) * std
+
+
+# --- chapter 3 -------------------------------------------------------------------------------------
+
+def _stack_weights(L: int, d: int, d_h: int, seed: int, gain: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    return (
+        _randn(L, d, d_h, seed=seed, std=gain / math.sqrt(d)),
+        _randn(L, d, d_h, seed=seed + 1, std=gain / math.sqrt(d)),
+        _randn(L, d, d, seed=seed + 2, std=1 / math.sqrt(d)),
+    )
+
+
+def _stack_variant(*, scale: bool = True, softmax_dim: int = -1, norm: str = "l1inf", relative: bool = True,
+                   with_input: bool = True, transpose_scores: bool = False, honour_causal: bool = True) -> Callable[..., Tensor]:
+    """A (possibly mistaken) pure-attention stack residual curve, for recognising mistakes."""
+
+    def fn(X: Tensor, W_Q: Tensor, W_K: Tensor, W_V: Tensor, causal: bool = False) -> Tensor:
+        res = [token_residual(X, relative=relative, norm=norm)] if with_input else []
+        for l in range(W_Q.shape[0]):
+            S = (X @ W_Q[l]) @ (X @ W_K[l]).transpose(-2, -1)
+            if scale:
+                S = S / math.sqrt(W_Q.shape[-1])
+            if transpose_scores:
+                S = S.transpose(-2, -1)
+            c = causal and honour_causal
+            if softmax_dim == -1:
+                A = pattern(S, causal=c)
+            else:
+                S = S.masked_fill(~torch.ones_like(S, dtype=torch.bool).tril(), float("-inf")) if c else S
+                A = torch.softmax(S, dim=softmax_dim)
+            X = A @ X @ W_V[l]
+            res.append(token_residual(X, relative=relative, norm=norm))
+        return torch.stack(res, dim=-1)
+
+    return fn
+
+
+_STACK_MISTAKES = [
+    Mistake("a missing 1/sqrt(d_h) in the scores", _stack_variant(scale=False),
+            "divide X W_Q (X W_K)^T by sqrt(d_h), with d_h = W_Q.shape[-1]."),
+    Mistake("softmax over the queries (dim=-2) instead of the keys", _stack_variant(softmax_dim=-2),
+            "each row of the pattern (one query) must sum to 1: softmax over dim=-1, or use qklab.attention.pattern."),
+    Mistake("the scores transposed (keys used as queries)", _stack_variant(transpose_scores=True),
+            "row i of the scores is query i: (X W_Q)(X W_K)^T, not (X W_K)(X W_Q)^T."),
+    Mistake("the causal flag ignored", _stack_variant(honour_causal=False),
+            "pass causal=causal to qklab.attention.pattern."),
+    Mistake("the Frobenius norm instead of the composite norm", _stack_variant(norm="fro"),
+            "use qklab.metrics.token_residual(X) with its default norm='l1inf' (Dong et al.'s sqrt(||.||_1 ||.||_inf))."),
+    Mistake("the absolute residual instead of the relative one", _stack_variant(relative=False),
+            "divide by the norm of X itself: token_residual(X, relative=True), the default."),
+    Mistake("a curve without the input's residual", _stack_variant(with_input=False),
+            "start the list with the residual of the input X, so the result has L + 1 entries."),
+]
+
+
+def check_stack_residuals(fn: Callable[..., Tensor]) -> None:
+    """Chapter 3, exercise `ex-stack-residuals`: `fn(X, W_Q, W_K, W_V, causal=False) -> (..., L + 1)`."""
+    X1 = _randn(6, 4, seed=1)
+    cases = [
+        Case("one layer, T = 6, d = 4", (X1, *_stack_weights(1, 4, 4, seed=10, gain=2.0))),
+        Case("three layers, d_h = 2 < d = 4", (X1, *_stack_weights(3, 4, 2, seed=20, gain=3.0))),
+        Case("a batch of 3 sequences, two layers", (_randn(3, 5, 4, seed=2), *_stack_weights(2, 4, 4, seed=30, gain=2.0))),
+        Case("causal mask, two layers", (X1, *_stack_weights(2, 4, 4, seed=40, gain=2.0)), {"causal": True}),
+        Case("a single token (T = 1): the residual is 0", (_randn(1, 4, seed=3), *_stack_weights(2, 4, 4, seed=50))),
+    ]
+    check_function(fn, attention_stack_residuals, cases, name="stack_residuals", mistakes=_STACK_MISTAKES,
+                   hint="layer l: A = pattern(X W_Q[l] (X W_K[l])^T / sqrt(d_h), causal), then X = A X W_V[l]; "
+                        "record token_residual(X) before the first layer and after every layer.")
+
+
+_PRODUCT_MISTAKES = [
+    Mistake("the products in the wrong order (A_1 A_2 ... A_l)",
+            lambda A: torch.stack([torch.linalg.multi_dot(list(A[..., : l + 1, :, :].unbind(-3))) if l else A[..., 0, :, :]
+                                   for l in range(A.shape[-3])], dim=-3),
+            "the newest layer acts last, on the left: P_l = A_l P_{l-1}."),
+    Mistake("an elementwise product instead of a matrix product",
+            lambda A: torch.cumprod(A, dim=-3), "use the matrix product @, not *."),
+    Mistake("only the last product P_L", lambda A: running_products(A)[..., -1, :, :],
+            "return every P_l, stacked along dimension -3: shape (..., L, T, T)."),
+]
+
+
+def check_running_products(fn: Callable[[Tensor], Tensor]) -> None:
+    """Chapter 3, exercise `ex-running-products`: `fn(A) -> (..., L, T, T)`, `P_l = A_l ... A_1`."""
+    cases = [
+        Case("a single matrix (L = 1)", (random_stochastic(1, 4, 1.0, seed=1),)),
+        Case("three 4 x 4 stochastic matrices", (random_stochastic(3, 4, 2.0, seed=2),)),
+        Case("a batch of 2 sequences of 3 causal matrices", (random_stochastic((2, 3), 5, 2.0, causal=True, seed=3),)),
+        Case("non-stochastic 3 x 3 matrices (the order matters)", (_randn(4, 3, 3, seed=4),)),
+    ]
+    check_function(fn, running_products, cases, name="running_products", mistakes=_PRODUCT_MISTAKES,
+                   hint="start with P = A[..., 0, :, :], then P = A[..., l, :, :] @ P, and stack the P's along dim=-3.")
+
+
+def uniform_causal_residual_reference() -> float:
+    """Relative residual (composite norm) after one uniform causal layer on the tokens `I_3`."""
+    A = pattern(torch.zeros(3, 3, dtype=torch.float64), causal=True)
+    return float(token_residual(A @ torch.eye(3, dtype=torch.float64)))
+
+
+def check_uniform_causal_residual(value: float) -> None:
+    """Chapter 3, exercise `ex-uniform-causal`: the predicted residual after one uniform causal layer."""
+    Y = pattern(torch.zeros(3, 3, dtype=torch.float64), causal=True)
+    check_value(value, uniform_causal_residual_reference(), name="uniform causal residual", rtol=2e-3, atol=1e-4,
+                mistakes={
+                    "the answer without the causal mask": (0.0, "row i averages the keys j <= i only, not all three."),
+                    "the absolute residual": (float(token_residual(Y, relative=False)), "divide by the norm of the output A X."),
+                    "the Frobenius norm": (float(token_residual(Y, norm="fro")), "use the composite norm sqrt(||.||_1 ||.||_inf)."),
+                    "the residual of the input X = I": (float(token_residual(torch.eye(3, dtype=torch.float64))),
+                                                        "apply the layer first: the output is A X = A."),
+                },
+                hint="the output is A itself (X = I); subtract its mean row, then take sqrt(max column abs-sum * max row abs-sum) of both.")
+
+
+# --- chapter 5 -------------------------------------------------------------------------------------
+
+def mean_normalized_entropy_reference(X: Tensor, W: Tensor) -> Tensor:
+    """Mean over rows (and sequences) of the entropy of `qk_pattern(X, W)` divided by `log T`; `()`."""
+    return attention_entropy(qk_pattern(X, W), normalize="log_T")
+
+
+def _entropy_variant(*, scale: bool = True, dim: int = -1, log_base: float = math.e, by: str = "T") -> Callable[..., Tensor]:
+    def fn(X: Tensor, W: Tensor) -> Tensor:
+        S = X @ W @ X.transpose(-2, -1)
+        if scale:
+            S = S / math.sqrt(X.shape[-1])
+        A = torch.softmax(S, dim=dim)
+        H = -torch.special.xlogy(A, A).sum(dim=-1) / math.log(log_base)
+        norm = {"T": math.log(X.shape[-2]), "d": math.log(X.shape[-1]), "none": 1.0}[by]
+        return (H / norm).mean()
+
+    return fn
+
+
+_ENTROPY_MISTAKES = [
+    Mistake("a missing 1/sqrt(d) in the scores", _entropy_variant(scale=False), "scores are X W X^T / sqrt(d)."),
+    Mistake("softmax over the queries (dim=-2)", _entropy_variant(dim=-2), "each row (query) must sum to 1: softmax over dim=-1."),
+    Mistake("an entropy that is not normalised", _entropy_variant(by="none"), "divide each row's entropy by log T."),
+    Mistake("a normalisation by log d instead of log T", _entropy_variant(by="d"), "the largest entropy of a row over T keys is log T, whatever d is."),
+    Mistake("the entropy in bits divided by log T in nats", _entropy_variant(log_base=2.0, by="T"),
+            "use natural logarithms for both, or any one base for both."),
+]
+
+
+def check_mean_normalized_entropy(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Chapter 5, exercise `ex-sweep-entropy`: `fn(X, W) -> ()`, the mean of `H_i / log T`."""
+    cases = [
+        Case("T = 5, d = 3, W = 0 (uniform attention: 1)", (_randn(5, 3, seed=1), torch.zeros(3, 3, dtype=torch.float64))),
+        Case("T = 6, d = 4, a random symmetric W", (_randn(6, 4, seed=2), random_qk(4, 0.0, 2.0, seed=3, dtype=torch.float64))),
+        Case("a batch of 3 sequences, T = 7, d = 2", (_randn(3, 7, 2, seed=4), random_qk(2, 1.0, 1.0, seed=5, dtype=torch.float64))),
+        Case("a non-symmetric W, T = 6, d = 3", (_randn(6, 3, seed=9), _randn(3, 3, seed=10, std=2.0))),
+        Case("large logits (W = 50 I): nearly one-hot", (_randn(4, 3, seed=6), 50 * torch.eye(3, dtype=torch.float64))),
+    ]
+    check_function(fn, mean_normalized_entropy_reference, cases, name="mean_normalized_entropy", mistakes=_ENTROPY_MISTAKES,
+                   hint="A = softmax(X W X^T / sqrt(d), dim=-1); H_i = -sum_j A_ij log A_ij; return mean(H_i) / log T.")
+
+
+def half_entropy_scale_reference(X: Tensor, B: Tensor, lo: float = 1e-3, hi: float = 1e3, steps: int = 40) -> float:
+    """The scale `r` at which `mean_normalized_entropy(X, r B)` crosses 1/2, by bisection on `log r`."""
+    f = lambda r: float(mean_normalized_entropy_reference(X, r * B)) - 0.5  # noqa: E731
+    if f(lo) < 0 or f(hi) > 0:
+        raise ValueError("the entropy does not cross 1/2 between lo and hi")
+    a, b = math.log(lo), math.log(hi)
+    for _ in range(steps):
+        mid = (a + b) / 2
+        a, b = (mid, b) if f(math.exp(mid)) > 0 else (a, mid)
+    return math.exp((a + b) / 2)
+
+
+def _half_scale_of(metric: Callable[[float], float], target: float, lo: float = 1e-3, hi: float = 1e3) -> float:
+    a, b = math.log(lo), math.log(hi)
+    for _ in range(40):
+        mid = (a + b) / 2
+        a, b = (mid, b) if metric(math.exp(mid)) > target else (a, mid)
+    return math.exp((a + b) / 2)
+
+
+def check_half_entropy_scale(fn: Callable[..., float]) -> None:
+    """Chapter 5, exercise `ex-half-entropy`: `fn(X, B) -> r` where the mean normalised entropy is 1/2."""
+    X = _randn(4, 16, 16, seed=7)
+    for name, B in (("B = I (a concentrated spectrum)", torch.eye(16, dtype=torch.float64)),
+                    ("B random, zero mean", random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64))):
+        try:
+            got = fn(X, B)
+        except NotImplementedError:
+            raise ExerciseCheckError("half_entropy_scale: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code.") from None
+        want = half_entropy_scale_reference(X, B)
+        if isinstance(got, (int, float, Tensor)) and not isinstance(got, bool) and math.isclose(float(got), want, rel_tol=0.02):
+            print(f"\u2713 half_entropy_scale ({name}): {float(got):.4g} is right.")
+            continue
+        # Only now compute what the typical mistakes give (each is a bisection of its own).
+        H = lambda r: float(attention_entropy(qk_pattern(X, r * B)))  # noqa: E731  (nats, not normalised)
+        check_value(got, want, name=f"half_entropy_scale ({name})", rtol=0.02, mistakes={
+            "the crossing of 0.5 nats (entropy not normalised by log T)": (_half_scale_of(H, 0.5), "compare H / log T with 1/2."),
+            "the crossing of 1/2 with the scores not divided by sqrt(d)":
+                (_half_scale_of(lambda r: float(mean_normalized_entropy_reference(X, r * math.sqrt(16) * B)), 0.5),
+                 "the scores are X (r B) X^T / sqrt(d)."),
+        }, hint="the entropy falls as r grows: bisect on log r between 1e-3 and 1e3 until H(r) / log T = 1/2.")
+
+
+# --- chapter 8 -------------------------------------------------------------------------------------
+
+def _localization_variant(*, divide: bool = True, edgeless: bool = False, full_baseline: bool = False,
+                          ignore_window: bool = False) -> Callable[..., Tensor]:
+    def fn(A: Tensor, window: int = 1, causal: bool = False) -> Tensor:
+        T = A.shape[-1]
+        w = 1 if ignore_window else window
+        band = _band(T, w, causal).to(A.dtype)
+        mass = (A * band).sum(-1).mean(-1)
+        if not divide:
+            return mass
+        if edgeless:
+            return mass / ((w if causal else 2 * w - 1) / T)
+        visible = torch.ones(T, T, dtype=A.dtype) if (full_baseline or not causal) else torch.ones(T, T, dtype=A.dtype).tril()
+        base = ((band * visible).sum(-1) / visible.sum(-1)).mean()
+        return mass / base
+
+    return fn
+
+
+_LOCALIZATION_MISTAKES = [
+    Mistake("the local mass without dividing by the uniform baseline", _localization_variant(divide=False),
+            "divide by the local mass of uniform attention over the visible keys (1 means no preference)."),
+    Mistake("a baseline (2 window - 1) / T that forgets the ends of the sequence", _localization_variant(edgeless=True),
+            "near the first and last tokens the window holds fewer keys: average the uniform band mass over the rows."),
+    Mistake("a baseline that ignores the mask", _localization_variant(full_baseline=True),
+            "uniform causal attention spreads row i over i + 1 keys, not over T."),
+    Mistake("the diagonal only (window ignored)", _localization_variant(ignore_window=True),
+            "count every key within the window, not only the query token."),
+]
+
+
+def check_localization(fn: Callable[..., Tensor]) -> None:
+    """Chapter 8, exercise `ex-localization`: `fn(A, window=1, causal=False) -> (...)`."""
+    A1 = pattern(_randn(6, 6, seed=1, std=2.0))
+    cases = [
+        Case("uniform attention over T = 5 (gives 1)", (torch.full((5, 5), 0.2, dtype=torch.float64),)),
+        Case("a random 6 x 6 pattern, window 1", (A1,)),
+        Case("a batch of patterns, window 2", (pattern(_randn(3, 7, 7, seed=2, std=2.0)),), {"window": 2}),
+        Case("a causal pattern, window 3", (pattern(_randn(7, 7, seed=3, std=2.0), causal=True),), {"window": 3, "causal": True}),
+        Case("the identity (all mass on the query), window 1", (torch.eye(4, dtype=torch.float64),)),
+    ]
+    check_function(fn, localization, cases, name="localization", mistakes=_LOCALIZATION_MISTAKES,
+                   hint="mass = mean over rows of the attention on keys in the window; divide by the same quantity "
+                        "for uniform attention over the keys each query may see.")
+
+
+def _qk_variant(mean_of: Callable[[float, float], float], std_of: Callable[[float, float], float], exact: bool = True):
+    def fn(d: int, r: float, kappa: float, seed: int) -> Tensor:
+        return random_qk(d, mean=mean_of(r, kappa), std=std_of(r, kappa), seed=seed, exact=exact, dtype=torch.float64)
+
+    return fn
+
+
+_QK_MISTAKES = [
+    Mistake("the mean set to kappa instead of kappa * r", _qk_variant(lambda r, k: k, lambda r, k: r * math.sqrt(1 - k * k)),
+            "kappa = m / r, so m = kappa * r."),
+    Mistake("the spread r (1 - kappa) instead of r sqrt(1 - kappa^2)", _qk_variant(lambda r, k: k * r, lambda r, k: r * (1 - k)),
+            "r^2 = m^2 + s^2, so s = sqrt(r^2 - m^2) = r sqrt(1 - kappa^2)."),
+    Mistake("the spread r sqrt(1 - kappa) instead of r sqrt(1 - kappa^2)", _qk_variant(lambda r, k: k * r, lambda r, k: r * math.sqrt(1 - k)),
+            "r^2 = m^2 + s^2, so s = r sqrt(1 - kappa^2)."),
+    Mistake("random_qk without exact=True", _qk_variant(lambda r, k: k * r, lambda r, k: r * math.sqrt(1 - k * k), exact=False),
+            "pass exact=True so the sample mean and spread are exactly m and s."),
+]
+
+
+def check_qk_from_scale_kappa(fn: Callable[..., Tensor]) -> None:
+    """Chapter 8, exercise `ex-scale-kappa`: `fn(d, r, kappa, seed) -> (d, d)`."""
+    cases = [
+        Case("d = 8, r = 0.5, kappa = 0.6", (8, 0.5, 0.6, 1)),
+        Case("d = 5, r = 2, kappa = 0 (zero mean)", (5, 2.0, 0.0, 2)),
+        Case("d = 6, r = 1, kappa = 1 (W = I)", (6, 1.0, 1.0, 3)),
+        Case("d = 16, r = 0.3, kappa = 0.9", (16, 0.3, 0.9, 4)),
+    ]
+    check_function(fn, qk_from_scale_kappa, cases, name="qk_from_scale_kappa", mistakes=_QK_MISTAKES, atol=1e-8,
+                   hint="random_qk(d, mean=kappa * r, std=r * sqrt(1 - kappa^2), seed=seed, exact=True, dtype=torch.float64).")
+
+
+def _regions_variant(order: tuple[str, ...], strict: bool = True) -> Callable[..., Tensor]:
+    def fn(entropy: Tensor, residual: Tensor, localization: Tensor) -> Tensor:
+        codes = torch.full(entropy.shape, 3, dtype=torch.int64)
+        lt = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
+        tests = {"residual": (lt(residual, 0.5), 0), "entropy": (lt(entropy, 0.25), 1), "localization": (lt(localization, 4.0), 2)}
+        for key in reversed(order):  # the first of `order` is applied last, so it wins
+            mask, code = tests[key]
+            codes[mask] = code
+        return codes
+
+    return fn
+
+
+def _regions_reference(entropy: Tensor, residual: Tensor, localization: Tensor) -> Tensor:
+    return collapse_regions(entropy, residual, localization)
+
+
+_REGION_MISTAKES = [
+    Mistake("entropy collapse tested before rank collapse", _regions_variant(("entropy", "residual", "localization")),
+            "a point with both collapses counts as rank collapse (code 0): test the residual first."),
+    Mistake("thresholds with <= instead of <", _regions_variant(("residual", "entropy", "localization"), strict=False),
+            "a value exactly at a threshold does not collapse: use strict inequalities."),
+]
+
+
+def check_collapse_regions(fn: Callable[..., Tensor]) -> None:
+    """Chapter 8, exercise `ex-regions`: `fn(entropy, residual, localization) -> int64 codes 0..3`."""
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    cases = [
+        Case("one point of each region", (t(0.99, 0.10, 0.90, 0.60), t(0.10, 0.99, 0.90, 0.95), t(1.0, 60.0, 1.5, 20.0))),
+        Case("both collapses at once, and values exactly at the thresholds",
+             (t(0.10, 0.25, 0.80, 0.80), t(0.30, 0.90, 0.50, 0.90), t(1.0, 10.0, 10.0, 4.0))),
+        Case("a 2 x 2 map", (t(0.9, 0.1, 0.5, 0.2).reshape(2, 2), t(0.2, 0.9, 0.9, 0.9).reshape(2, 2), t(2.0, 50.0, 3.0, 9.0).reshape(2, 2))),
+    ]
+    check_function(fn, _regions_reference, cases, name="collapse_regions", mistakes=_REGION_MISTAKES,
+                   hint="start from 3 everywhere, then set 2 where localization < 4, 1 where entropy < 0.25, 0 where residual < 0.5 (in that order).")
