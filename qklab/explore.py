@@ -242,10 +242,13 @@ class ScaleView:
 _DEFAULT_SWEEP = tuple(float(x) for x in np.logspace(-2, 2, 17))
 
 
-def _scale_measures(S: torch.Tensor, X: torch.Tensor, c: float, causal: bool) -> tuple[torch.Tensor, float, float]:
-    A = pattern(c * S, causal=causal)  # (n, T, T)
-    H = attention_entropy(A, normalize="causal" if causal else "log_T")
-    return A, float(H), float(token_residual(A @ X).mean())
+def _scale_measures(S: torch.Tensor, X: torch.Tensor, scales: np.ndarray, causal: bool) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Patterns `(k, n, T, T)`, mean normalised entropy `(k,)` and mean residual of `A X` `(k,)` at `k` scales."""
+    c = torch.as_tensor(scales, dtype=S.dtype).reshape(-1, 1, 1, 1)  # (k, 1, 1, 1)
+    A = pattern(c * S, causal=causal)  # (k, n, T, T): every scale in one batch
+    H = attention_entropy(A, reduce="none", normalize="causal" if causal else "log_T")  # (k, n, T or T - 1)
+    res = token_residual(A @ X)  # (k, n)
+    return A, H.flatten(1).mean(dim=1).numpy(), res.mean(dim=1).numpy()
 
 
 def scale_view(
@@ -278,8 +281,8 @@ def scale_view(
     W = random_qk(d, mean, std, seed=seed, exact=True, dtype=torch.float64)  # (d, d)
     X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
     S = X @ W @ X.transpose(-2, -1) / math.sqrt(d)  # (n_seq, T, T)
-    A, H, res = _scale_measures(S, X, scale, bool(causal))
-    curves = [_scale_measures(S, X, float(c), bool(causal))[1:] for c in sweep_arr]
+    A, H, res = _scale_measures(S, X, np.array([scale]), bool(causal))
+    _, sweep_H, sweep_res = _scale_measures(S, X, sweep_arr, bool(causal))
     return ScaleView(
         scale=scale,
         mean=mean,
@@ -287,13 +290,13 @@ def scale_view(
         causal=bool(causal),
         d=d,
         T=T,
-        pattern=A[0].numpy(),
-        entropy=H,
-        residual=res,
+        pattern=A[0, 0].numpy(),
+        entropy=float(H[0]),
+        residual=float(res[0]),
         residual_in=float(token_residual(X).mean()),
         sweep=sweep_arr,
-        sweep_entropy=np.array([h for h, _ in curves]),
-        sweep_residual=np.array([r for _, r in curves]),
+        sweep_entropy=sweep_H,
+        sweep_residual=sweep_res,
     )
 
 
@@ -305,19 +308,38 @@ def _scale_title(v: ScaleView) -> str:
     )
 
 
-def scale_explorer(scale: float = 1.0, causal: bool = False, **kw: Any):
-    """Chapters 1 and 5: matplotlib figure of `scale_view(...)`: attention map and the two collapses."""
+Knob = Literal["scale", "temperature"]
+
+
+def _check_knob(knob: str) -> str:
+    if knob not in ("scale", "temperature"):
+        raise ValueError(f"knob must be 'scale' (logit scale c) or 'temperature' (tau = 1/c), got {knob!r}")
+    return knob
+
+
+def scale_explorer(scale: float = 1.0, causal: bool = False, knob: Knob = "scale", **kw: Any):
+    """Chapters 1 and 5: matplotlib figure of `scale_view(...)`: attention map and the two collapses.
+
+    `knob="temperature"` draws the curves against the temperature `tau = 1/scale` (chapter 1's
+    convention) instead of the logit scale (chapter 5's).
+    """
     import matplotlib.pyplot as plt
 
+    _check_knob(knob)
     v = scale_view(scale, causal=causal, **kw)
     fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
     im = ax_map.imshow(v.pattern, vmin=0, vmax=1, cmap="viridis")
     fig.colorbar(im, ax=ax_map, label="attention weight")
     ax_map.set(title="softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
-    ax_curve.semilogx(v.sweep, v.sweep_entropy, "-", label="entropy / uniform entropy")
-    ax_curve.semilogx(v.sweep, v.sweep_residual, "-", label="relative residual of A X")
-    ax_curve.axvline(v.scale, color="k", ls="--", lw=1, label="current scale")
-    ax_curve.set(ylim=(0, 1.05), xlabel="logit scale c = 1 / temperature", ylabel="value", title="uniform (left) to one-hot (right)")
+    x, here = (v.sweep, v.scale) if knob == "scale" else (1 / v.sweep, 1 / v.scale)
+    ax_curve.semilogx(x, v.sweep_entropy, "-", label="entropy / uniform entropy")
+    ax_curve.semilogx(x, v.sweep_residual, "-", label="relative residual of A X")
+    ax_curve.axvline(here, color="k", ls="--", lw=1, label=f"current {knob}")
+    if knob == "scale":
+        ax_curve.set(xlabel="logit scale c = 1 / temperature", title="uniform (left) to one-hot (right)")
+    else:
+        ax_curve.set(xlabel="temperature tau (logits divided by tau)", title="one-hot (left) to uniform (right)")
+    ax_curve.set(ylim=(0, 1.05), ylabel="value")
     ax_curve.legend(fontsize=8)
     fig.suptitle(_scale_title(v).replace("<br>", "\n"), fontsize=9)
     return fig
@@ -458,16 +480,21 @@ def spectrum_widget(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tok
     )
 
 
-def scale_widget(scale: float = 1.0, causal: bool = False, **kw: Any):
-    """Chapters 1 and 5, live: a slider for the logit scale (1/temperature) and a causal-mask switch."""
+def scale_widget(scale: float = 1.0, causal: bool = False, knob: Knob = "scale", **kw: Any):
+    """Chapters 1 and 5, live: a slider for the logit scale `c` (or, with `knob="temperature"`,
+    for the temperature `tau = 1/c`; `scale` still gives the starting logit scale) and a
+    causal-mask switch."""
     import ipywidgets
     import matplotlib.pyplot as plt
 
-    def draw(scale: float, causal: bool) -> None:
-        scale_explorer(scale, causal, **kw)
+    _check_knob(knob)
+
+    def draw(value: float, causal: bool) -> None:
+        scale_explorer(value if knob == "scale" else 1 / value, causal, knob, **kw)
         plt.show()
 
-    return _interactive(draw, scale=_log_slider(scale, 0.01, 100, "logit scale c"), causal=ipywidgets.Checkbox(value=causal, description="causal mask"))
+    start, name = (scale, "logit scale c") if knob == "scale" else (1 / scale, "temperature tau")
+    return _interactive(draw, value=_log_slider(start, 0.01, 100, name), causal=ipywidgets.Checkbox(value=causal, description="causal mask"))
 
 
 def depth_widget(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw: Any):
@@ -609,26 +636,39 @@ def spectrum_static(param: Literal["std", "mean", "scale"] = "std", values: Sequ
     return StaticExplorer(fig, views, "spectrum")
 
 
-def scale_static(values: Sequence[float] = tuple(float(x) for x in np.logspace(-2, 2, 9)), **fixed: Any) -> StaticExplorer:
-    """Chapters 1 and 5, static: `scale_view` over logit scales (1/temperature), with a plotly slider."""
+def scale_static(
+    values: Sequence[float] = tuple(float(x) for x in np.logspace(-2, 2, 9)), knob: Knob = "scale", **fixed: Any
+) -> StaticExplorer:
+    """Chapters 1 and 5, static: `scale_view` over a grid, with a plotly slider.
+
+    `values` are logit scales `c` (`knob="scale"`) or temperatures `tau = 1/c`
+    (`knob="temperature"`); `fixed` are the other arguments of `scale_view` (e.g. `causal=True`).
+    """
     import plotly.graph_objects as go
 
+    _check_knob(knob)
     if "scale" in fixed:
         raise ValueError("'scale' is the slider's parameter: give its values in `values`")
-    views = [scale_view(float(c), **fixed) for c in _grid(values, "values")]
+    grid = [_finite(x, "values", positive=True) for x in _grid(values, "values")]
+    views = [scale_view(c if knob == "scale" else 1 / c, **fixed) for c in grid]
     steps = []
-    for v in views:
+    for value, v in zip(grid, views):
+        x = v.sweep if knob == "scale" else 1 / v.sweep
         heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
-        ent = go.Scatter(x=v.sweep, y=_r(v.sweep_entropy), mode="lines", name="entropy / uniform entropy", line=dict(color="#1f77b4"))
-        res = go.Scatter(x=v.sweep, y=_r(v.sweep_residual), mode="lines", name="relative residual of A X", line=dict(color="#ff7f0e"))
-        here = go.Scatter(x=[v.scale, v.scale], y=[0, 1.05], mode="lines", name="current scale", line=dict(color="black", dash="dash"))
-        steps.append((f"{v.scale:.3g}", _scale_title(v), [(heat, 1, 1), (ent, 1, 2), (res, 1, 2), (here, 1, 2)]))
-    fig = _slider_figure(steps, 2, ["softmax pattern (one sequence)", "uniform (left) to one-hot (right)"], "logit scale c", (0.42, 0.58))
+        ent = go.Scatter(x=x, y=_r(v.sweep_entropy), mode="lines", name="entropy / uniform entropy", line=dict(color="#1f77b4"))
+        res = go.Scatter(x=x, y=_r(v.sweep_residual), mode="lines", name="relative residual of A X", line=dict(color="#ff7f0e"))
+        here = go.Scatter(x=[value, value], y=[0, 1.05], mode="lines", name=f"current {knob}", line=dict(color="black", dash="dash"))
+        steps.append((f"{value:.3g}", _scale_title(v), [(heat, 1, 1), (ent, 1, 2), (res, 1, 2), (here, 1, 2)]))
+    if knob == "scale":
+        label, axis, panel = "logit scale c", "logit scale c = 1 / temperature", "uniform (left) to one-hot (right)"
+    else:
+        label, axis, panel = "temperature tau", "temperature tau (logits divided by tau)", "one-hot (left) to uniform (right)"
+    fig = _slider_figure(steps, 2, ["softmax pattern (one sequence)", panel], label, (0.42, 0.58))
     fig.update_yaxes(autorange="reversed", title_text="query position i", row=1, col=1)
     fig.update_xaxes(title_text="key position j", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="logit scale c = 1 / temperature", row=1, col=2)
+    fig.update_xaxes(type="log", title_text=axis, row=1, col=2)
     fig.update_yaxes(range=[0, 1.05], title_text="value", row=1, col=2)
-    return StaticExplorer(fig, views, "scale")
+    return StaticExplorer(fig, views, "temperature" if knob == "temperature" else "scale")
 
 
 def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), **fixed: Any) -> StaticExplorer:

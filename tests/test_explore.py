@@ -163,6 +163,7 @@ def test_depth_view_is_a_prefix_of_a_deeper_stack():
     [
         lambda: E.spectrum_explorer(1.0, 0.5, n_samples=20, **SMALL),
         lambda: E.scale_explorer(2.0, **SMALL),
+        lambda: E.scale_explorer(2.0, knob="temperature", **SMALL),
         lambda: E.depth_explorer(3, **SMALL),
     ],
 )
@@ -212,6 +213,18 @@ def test_static_html_is_offline_and_deterministic():
     assert json.dumps(spec["layout"]["sliders"][0]["steps"][1]["label"]) in html
 
 
+def test_temperature_static_is_the_scale_grid_inverted():
+    ex = E.scale_static((0.5, 4.0), knob="temperature", causal=True, **SMALL)
+    assert [v.scale for v in ex.views] == [2.0, 0.25]
+    assert [s.label for s in ex.figure.layout.sliders[0].steps] == ["0.5", "4"]
+    ref = E.scale_view(0.25, causal=True, **SMALL)
+    heat = ex.figure.data[_visible_steps(ex)[1][0]]
+    np.testing.assert_allclose(np.array(heat.z), ref.pattern, atol=6e-5)
+    assert 'data-explorer="temperature"' in ex.html
+    with pytest.raises(ValueError):
+        E.scale_static((1.0,), knob="tau")
+
+
 def test_depth_static_steps():
     ex = E.depth_static((1, 3), **SMALL)
     assert [v.depth for v in ex.views] == [1, 3]
@@ -250,6 +263,10 @@ def test_widgets_redraw_on_change(monkeypatch):
     s = E.scale_widget()
     s.children[1].value = True  # causal mask
     assert calls[-1][1] is True
+    t = E.scale_widget(scale=0.5, knob="temperature")  # the slider shows tau = 2
+    assert calls[-1][0] == pytest.approx(0.5)
+    t.children[0].value = 10.0
+    assert calls[-1][0] == pytest.approx(0.1) and calls[-1][2] == "temperature"
     dw = E.depth_widget(depth=4)
     dw.children[0].value = 9
     assert calls[-1][0] == 9
