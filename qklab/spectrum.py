@@ -3,7 +3,7 @@
 Chapter 6 (`chapters/06_qk_eigenspectrum`) derives everything here. `QK` keeps the two factors
 and never forms the `d x d` product unless asked (`.matrix`). Its statistics come from trace
 identities on small `d_h x d_h` matrices, cost `O(d d_h^2)`, need no eigendecomposition and are
-differentiable, so they can sit inside a training loss (LocAteR, `qklab.regularizers`):
+differentiable, so they can sit inside a training loss (LocAteR, `qklab.regularizers`)::
 
     tr(W_QK)        = <W_Q, W_K>_F                        (sum of eigenvalues)
     tr(W_QK^2)      = tr((W_K^T W_Q)^2)                   (sum of squared eigenvalues; real)

@@ -5,7 +5,7 @@ attention with tokens from a random walk and softmax replaced by a piecewise-lin
 (sparsemax), so that a key passes signal only when it is in the support; the probability of
 that is its *signal propagation probability*. This module estimates that probability by Monte
 Carlo (`propagation_probability`) and gives the closed form that the course derives itself
-(theory notes, section 6; *not* a formula quoted from the paper):
+(theory notes, section 6; *not* a formula quoted from the paper)::
 
     random-walk tokens x_t = x_{t-1} + e_t, e_t ~ N(0, I_d); symmetric W, eigenvalue mean m, sd s
     logit z_tau = x_tau^T W x_T;   E z_tau = tau d m;   Var z_tau = tau (T + tau) d (m^2 + s^2)

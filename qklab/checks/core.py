@@ -1,12 +1,10 @@
 """The exercise-check engine: compare with the reference, explain the difference.
 
 A check runs the reader's function and the reference on the same `Case`s (edge cases
-included). On the first mismatch it raises `ExerciseCheckError` with:
-- what differs: the type, the shape, non-finite values, or the largest difference and where;
-- a diagnosis when the reader's output equals that of a known `Mistake` (for instance "softmax
-  over the wrong axis"), computed by running the mistaken variant on the same input;
-- one hint.
-On success it prints a single line. Tests (`tests/test_checks_*.py`) feed every registered
+included). On the first mismatch it raises `ExerciseCheckError` with what differs (the type,
+the shape, non-finite values, or the largest difference and where), a diagnosis when the
+reader's output equals that of a known `Mistake` (for instance "softmax over the wrong axis",
+found by running the mistaken variant on the same input), and one hint. On success it prints a single line. Tests (`tests/test_checks_*.py`) feed every registered
 mistake back in and assert that it fails with its own label.
 """
 
