@@ -17,7 +17,8 @@ same computation:
   `.figure.show()` to see the plotly figure with JupyterLab's plotly renderer.
 
 Chapters: 1 and 5 (`scale_*`: logit scale = 1/temperature, entropy and rank residual), 3
-(`depth_*`: relative token residual per layer with and without skip connections) and 7
+(`depth_*`: relative token residual per layer of chapter 3's random stacks, with and without
+skip connections, MLPs and layer norm, through `qklab.collapse`) and 7
 (`spectrum_*`: attention map, sparsemax propagation profile, entropy and residual for a spectrum of
 chosen mean and spread). Not here: the science itself (`qklab.attention`, `qklab.metrics`,
 `qklab.theory`); this module only wires those into figures.
@@ -347,23 +348,32 @@ def scale_explorer(scale: float = 1.0, causal: bool = False, knob: Knob = "scale
 
 # --- chapter 3: the depth explorer ---------------------------------------------------------------
 
+_BLOCK_LABEL = {
+    "attention": "attention only",
+    "skip": "attention + skip",
+    "mlp": "attention + MLP (no skip)",
+    "full": "full post-LN block",
+}
+_BLOCK_COLOR = {"attention": "#d62728", "skip": "#2ca02c", "mlp": "#9467bd", "full": "#1f77b4"}
+
+
 @dataclass(frozen=True)
 class DepthView:
-    """What the depth explorer shows for a stack of `depth` attention layers.
+    """What the depth explorer shows for random stacks of `depth` layers at initialisation.
 
-    `residual_attn`, `residual_skip`: `(depth + 1,)` relative token residual (composite norm,
-    mean over sequences) at layers `0..depth`, pure attention `X <- A X W_V` and with a skip
-    connection `X <- X + A X W_V`; `cosine_attn`, `cosine_skip`: `(T, T)` token cosine
-    similarities at the last layer, first sequence.
+    `residuals`: block name (`"attention"`, `"skip"`, `"mlp"`, `"full"`, as in
+    `qklab.collapse.stack_outputs`) -> `(depth + 1,)` median over the `n_seq` random networks of
+    the relative token residual (composite norm) at layers `0..depth`; `cosine_attn`,
+    `cosine_skip`: `(T, T)` token cosine similarities at the last layer of the first network,
+    pure attention and attention with skip connections.
     """
 
     depth: int
-    scale: float
+    qk_gain: float
     causal: bool
     d: int
     T: int
-    residual_attn: np.ndarray
-    residual_skip: np.ndarray
+    residuals: dict
     cosine_attn: np.ndarray
     cosine_skip: np.ndarray
 
@@ -374,43 +384,49 @@ def _cosines(X: torch.Tensor) -> np.ndarray:
 
 
 def depth_view(
-    depth: int, scale: float = 1.0, causal: bool = False, d: int = 32, T: int = 32, n_seq: int = 8, seed: int = 0
+    depth: int,
+    qk_gain: float = 1.0,
+    causal: bool = False,
+    d: int = 32,
+    T: int = 32,
+    n_seq: int = 8,
+    seed: int = 0,
+    max_depth: int = 32,
 ) -> DepthView:
-    """Chapter 3: rank collapse with depth, at initialisation, with and without skip connections.
+    """Chapter 3: rank collapse with depth at initialisation, for the four blocks of the chapter.
 
-    Layer `l` draws fresh `W_Q, W_K, W_V` with entries `N(0, 1/d)` (seeded per layer, so a deeper
-    stack extends a shallower one) and computes `A = softmax(scale * X W_Q W_K^T X^T / sqrt(d))`
-    (`d_h = d`), then `A X W_V` (pure attention) or `X + A X W_V` (skip). Tokens start i.i.d.
-    Gaussian. No MLP and no normalisation; for those see the chapter's own figures.
+    The networks are those of chapter 3: `qklab.collapse.init_stack(n_seq, max_depth, d,
+    qk_gain=qk_gain, seed=seed)` (scores of standard deviation about `qk_gain^2`), of which the
+    first `depth` layers run (`qklab.collapse.stack_outputs`), so a deeper view extends a shallower
+    one with the same weights. Tokens are i.i.d. Gaussian, sequence `b` through network `b`.
     """
-    depth = check_positive_int(depth, "depth")
-    scale = _finite(scale, "scale", positive=True)
-    d, T, n_seq = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (n_seq, "n_seq")))
+    from qklab.collapse import BLOCKS, init_stack, stack_outputs
+
+    depth, d, T, n_seq, max_depth = (
+        check_positive_int(v, k) for v, k in ((depth, "depth"), (d, "d"), (T, "T"), (n_seq, "n_seq"), (max_depth, "max_depth"))
+    )
+    qk_gain = _finite(qk_gain, "qk_gain", nonneg=True)
     if T < 2:
         raise ValueError(f"T must be at least 2, got {T}")
-    X0 = gaussian_tokens(n_seq, T, d, seed=seed)  # (n_seq, T, d)
-    out: dict[str, Any] = {}
-    for name, skip in (("attn", False), ("skip", True)):
-        X = X0
-        res = [float(token_residual(X).mean())]
-        for layer in range(depth):
-            g = torch.Generator().manual_seed(seed * 100_003 + layer + 1)
-            W_Q, W_K, W_V = (torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d) for _ in range(3))
-            S = (X @ W_Q) @ (X @ W_K).transpose(-2, -1) * (scale / math.sqrt(d))  # (n_seq, T, T)
-            Y = pattern(S, causal=causal) @ X @ W_V  # (n_seq, T, d)
-            X = X + Y if skip else Y
-            res.append(float(token_residual(X).mean()))
-        out[name] = (np.array(res), _cosines(X[0]))
+    weights = init_stack(n_seq, max(depth, max_depth), d, qk_gain=qk_gain, seed=seed)
+    weights = {k: w[:, :depth] for k, w in weights.items()}  # the first `depth` layers
+    X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
+    residuals, last = {}, {}
+    with torch.no_grad():
+        for block in BLOCKS:
+            outs = stack_outputs(X, weights, block, causal)  # depth + 1 tensors (n_seq, T, d)
+            res = torch.stack([token_residual(o) for o in outs], dim=-1)  # (n_seq, depth + 1)
+            residuals[block] = res.median(dim=0).values.numpy()
+            last[block] = outs[-1][0]
     return DepthView(
         depth=depth,
-        scale=scale,
+        qk_gain=qk_gain,
         causal=bool(causal),
         d=d,
         T=T,
-        residual_attn=out["attn"][0],
-        residual_skip=out["skip"][0],
-        cosine_attn=out["attn"][1],
-        cosine_skip=out["skip"][1],
+        residuals=residuals,
+        cosine_attn=_cosines(last["attention"]),
+        cosine_skip=_cosines(last["skip"]),
     )
 
 
@@ -419,22 +435,24 @@ _RES_FLOOR = 1e-16  # below float64 rounding: shown as this value on log axes
 
 def _depth_title(v: DepthView) -> str:
     mask = "causal mask" if v.causal else "no mask"
+    r = v.residuals
     return (
-        f"depth {v.depth}, logit scale {v.scale:g}, d = T = {v.d}, {mask}<br>last layer: residual "
-        f"{v.residual_attn[-1]:.2e} (attention only), {v.residual_skip[-1]:.2f} (with skip)"
+        f"depth {v.depth}, qk_gain {v.qk_gain:g}, d = {v.d}, T = {v.T}, {mask}; residual at layer {v.depth} "
+        f"(median of random networks):<br>{r['attention'][-1]:.1e} attention only, {r['skip'][-1]:.2f} with skip, "
+        f"{r['mlp'][-1]:.1e} with MLP, {r['full'][-1]:.2f} full block"
     )
 
 
-def depth_explorer(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw: Any):
+def depth_explorer(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
     """Chapter 3: matplotlib figure of `depth_view(...)`: residual per layer and token cosines."""
     import matplotlib.pyplot as plt
 
-    v = depth_view(depth, scale, causal, **kw)
+    v = depth_view(depth, qk_gain, causal, **kw)
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={"width_ratios": [1.4, 1, 1]}, layout="constrained")
     layers = np.arange(v.depth + 1)
-    axes[0].semilogy(layers, np.maximum(v.residual_attn, _RES_FLOOR), "o-", ms=3, label="attention only")
-    axes[0].semilogy(layers, np.maximum(v.residual_skip, _RES_FLOOR), "s-", ms=3, label="attention + skip")
-    axes[0].set(xlabel="layer", ylabel="relative residual ||res(X)|| / ||X||", title="rank collapse with depth")
+    for block, res in v.residuals.items():
+        axes[0].semilogy(layers, np.maximum(res, _RES_FLOOR), "o-", ms=3, color=_BLOCK_COLOR[block], label=_BLOCK_LABEL[block])
+    axes[0].set(xlabel="layer", ylabel="relative residual ||res(X)|| / ||X||", title="rank collapse with depth", ylim=(_RES_FLOOR / 3, 2))
     axes[0].legend(fontsize=8)
     for ax, C, name in ((axes[1], v.cosine_attn, "attention only"), (axes[2], v.cosine_skip, "with skip")):
         im = ax.imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
@@ -497,19 +515,19 @@ def scale_widget(scale: float = 1.0, causal: bool = False, knob: Knob = "scale",
     return _interactive(draw, value=_log_slider(start, 0.01, 100, name), causal=ipywidgets.Checkbox(value=causal, description="causal mask"))
 
 
-def depth_widget(depth: int = 6, scale: float = 1.0, causal: bool = False, **kw: Any):
-    """Chapter 3, live: sliders for the depth and the logit scale, and a causal-mask switch."""
+def depth_widget(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapter 3, live: sliders for the depth and the query-key gain, and a causal-mask switch."""
     import ipywidgets
     import matplotlib.pyplot as plt
 
-    def draw(depth: int, scale: float, causal: bool) -> None:
-        depth_explorer(depth, scale, causal, **kw)
+    def draw(depth: int, qk_gain: float, causal: bool) -> None:
+        depth_explorer(depth, qk_gain, causal, **kw)
         plt.show()
 
     return _interactive(
         draw,
         depth=ipywidgets.IntSlider(value=depth, min=1, max=32, description="depth", continuous_update=False),
-        scale=_log_slider(scale, 0.1, 10, "logit scale"),
+        qk_gain=_log_slider(qk_gain, 0.1, 10, "qk_gain"),
         causal=ipywidgets.Checkbox(value=causal, description="causal mask"),
     )
 
@@ -672,19 +690,26 @@ def scale_static(
 
 
 def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), **fixed: Any) -> StaticExplorer:
-    """Chapter 3, static: `depth_view` over depths, with a plotly slider (residual per layer, cosines)."""
+    """Chapter 3, static: `depth_view` over depths, with a plotly slider (residual per layer, cosines).
+
+    `fixed` are the other arguments of `depth_view` (e.g. `qk_gain=2.0, causal=True`).
+    """
     import plotly.graph_objects as go
 
     if "depth" in fixed:
         raise ValueError("'depth' is the slider's parameter: give its values in `values`")
-    views = [depth_view(int(L), **fixed) for L in _grid(values, "values")]
+    depths = [int(L) for L in _grid(values, "values")]
+    fixed.setdefault("max_depth", max(depths))  # the same networks for every step, drawn once deep enough
+    views = [depth_view(L, **fixed) for L in depths]
     steps = []
     for v in views:
         layers = np.arange(v.depth + 1)
-        attn = go.Scatter(x=layers, y=np.maximum(v.residual_attn, _RES_FLOOR).tolist(), mode="lines+markers", name="attention only", line=dict(color="#d62728"))
-        skip = go.Scatter(x=layers, y=np.maximum(v.residual_skip, _RES_FLOOR).tolist(), mode="lines+markers", name="attention + skip", line=dict(color="#2ca02c"))
+        traces = [
+            (go.Scatter(x=layers, y=np.maximum(res, _RES_FLOOR).tolist(), mode="lines+markers", name=_BLOCK_LABEL[block], line=dict(color=_BLOCK_COLOR[block])), 1, 1)
+            for block, res in v.residuals.items()
+        ]
         cos = go.Heatmap(z=_r(v.cosine_attn, 3), zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, colorbar=dict(title="cosine"), showlegend=False, name="cosines")
-        steps.append((str(v.depth), _depth_title(v), [(attn, 1, 1), (skip, 1, 1), (cos, 1, 2)]))
+        steps.append((str(v.depth), _depth_title(v), traces + [(cos, 1, 2)]))
     fig = _slider_figure(steps, 2, ["relative residual per layer", "token cosines at the last layer (attention only)"], "depth", (0.58, 0.42))
     # Fixed ranges, so moving the slider grows the curves instead of rescaling the axes.
     fig.update_yaxes(type="log", range=[math.log10(_RES_FLOOR) - 0.5, 0.3], title_text="relative residual", exponentformat="power", row=1, col=1)

@@ -137,23 +137,36 @@ def test_scale_view_curves_and_mask():
 # --- depth (chapter 3) ----------------------------------------------------------------------------
 
 def test_depth_view_collapse_and_skip():
-    v = E.depth_view(6, d=16, T=16, n_seq=4, seed=0)
-    assert v.residual_attn.shape == v.residual_skip.shape == (7,)
-    X0 = gaussian_tokens(4, 16, 16, seed=0).numpy()
-    np.testing.assert_allclose(v.residual_attn[0], np.mean([np_residual(x) for x in X0]), rtol=1e-6)
-    assert v.residual_attn[-1] < 1e-8  # pure attention: rank one within a few layers
-    assert v.residual_skip[-1] > 0.1  # the skip connection keeps the tokens apart
+    v = E.depth_view(6, d=16, T=16, n_seq=5, seed=0)
+    assert set(v.residuals) == {"attention", "skip", "mlp", "full"}
+    assert all(r.shape == (7,) for r in v.residuals.values())
+    X0 = gaussian_tokens(5, 16, 16, seed=1).numpy()
+    np.testing.assert_allclose(v.residuals["attention"][0], np.median([np_residual(x) for x in X0]), rtol=1e-6)
+    assert v.residuals["attention"][-1] < 1e-8  # pure attention: rank one within a few layers
+    assert v.residuals["skip"][-1] > 0.05  # the skip connection keeps the tokens apart
     assert np.allclose(np.diag(v.cosine_attn), 1) and np.allclose(v.cosine_attn, 1, atol=1e-6)
+
+
+def test_depth_view_matches_chapter_3_stacks():
+    """The explorer runs qklab.collapse's networks: same weights, same residuals."""
+    from qklab.collapse import depth_residuals
+
+    v = E.depth_view(5, qk_gain=1.5, causal=True, d=8, T=8, n_seq=3, seed=2, max_depth=5)
+    X = gaussian_tokens(3, 8, 8, seed=3)
+    ref = depth_residuals(X, 5, "skip", causal=True, seed=2, qk_gain=1.5)  # (3, 6)
+    np.testing.assert_allclose(v.residuals["skip"], ref.median(dim=0).values.numpy(), rtol=1e-10)
 
 
 def test_depth_view_is_a_prefix_of_a_deeper_stack():
     short, deep = E.depth_view(2, **SMALL), E.depth_view(5, **SMALL)
-    np.testing.assert_allclose(short.residual_attn, deep.residual_attn[:3])
-    np.testing.assert_allclose(short.residual_skip, deep.residual_skip[:3])
+    for block in short.residuals:
+        np.testing.assert_allclose(short.residuals[block], deep.residuals[block][:3])
     with pytest.raises(ValueError):
         E.depth_view(0)
     with pytest.raises(TypeError):
         E.depth_view(2.0)
+    with pytest.raises(ValueError):
+        E.depth_view(2, qk_gain=-1.0)
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -229,7 +242,7 @@ def test_depth_static_steps():
     ex = E.depth_static((1, 3), **SMALL)
     assert [v.depth for v in ex.views] == [1, 3]
     groups = _visible_steps(ex)
-    assert len(groups) == 2 and all(len(g) == 3 for g in groups)
+    assert len(groups) == 2 and all(len(g) == 5 for g in groups)  # four curves and a heatmap
     assert len(ex.figure.data[groups[1][0]].y) == 4  # layers 0..3
 
 
