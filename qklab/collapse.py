@@ -110,6 +110,7 @@ def init_stack(
     *,
     n_heads: int = 1,
     qk_gain: float = 1.0,
+    mlp: bool = True,
     seed: int | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, Tensor]:
@@ -121,11 +122,13 @@ def init_stack(
       `q . k / sqrt(d_h)` of tokens with `|x|^2 ~ d` have standard deviation about `qk_gain^2`;
     - `W_V`: `(batch, depth, H, d, d_h)`, variance `1/d`; `W_O`: `(batch, depth, H, d_h, d)`,
       variance `1/d`;
-    - MLP (ReLU, width `4d`, no bias): `W_1` `(batch, depth, d, 4d)` with variance `2/d` (He) and
-      `W_2` `(batch, depth, 4d, d)` with variance `1/(4d)`.
+    - with `mlp=True`, the MLP (ReLU, width `4d`, no bias): `W_1` `(batch, depth, d, 4d)` with
+      variance `2/d` (He) and `W_2` `(batch, depth, 4d, d)` with variance `1/(4d)`.
 
-    `d_h = d / n_heads` (must divide). All blocks draw the same weights for the same seed, so the
-    four variants of chapter 3's figure differ only in how the layers are wired.
+    `d_h = d / n_heads` (must divide). The attention weights and the MLP weights come from two
+    generators (seeded `seed` and `seed + 1`), so the attention weights of a seed are the same
+    whether or not the MLP is drawn: the four variants of chapter 3's figure differ only in how
+    the layers are wired.
     """
     batch, depth, d, n_heads = (check_positive_int(v, n) for v, n in ((batch, "batch"), (depth, "depth"), (d, "d"), (n_heads, "n_heads")))
     if d % n_heads:
@@ -133,20 +136,23 @@ def init_stack(
     if not (math.isfinite(qk_gain) and qk_gain >= 0):
         raise ValueError(f"qk_gain must be finite and >= 0, got {qk_gain}")
     d_h = d // n_heads
-    g = _generator(seed)
+    g_attn = _generator(seed)
+    g_mlp = _generator(None if seed is None else seed + 1)
 
-    def normal(shape: tuple[int, ...], var: float) -> Tensor:
+    def normal(g: torch.Generator, shape: tuple[int, ...], var: float) -> Tensor:
         return torch.randn(shape, generator=g, dtype=dtype) * math.sqrt(var)
 
     head_shape = (batch, depth, n_heads, d, d_h)
-    return {
-        "W_Q": normal(head_shape, qk_gain**2 / d),
-        "W_K": normal(head_shape, qk_gain**2 / d),
-        "W_V": normal(head_shape, 1.0 / d),
-        "W_O": normal((batch, depth, n_heads, d_h, d), 1.0 / d),
-        "W_1": normal((batch, depth, d, 4 * d), 2.0 / d),
-        "W_2": normal((batch, depth, 4 * d, d), 1.0 / (4 * d)),
+    weights = {
+        "W_Q": normal(g_attn, head_shape, qk_gain**2 / d),
+        "W_K": normal(g_attn, head_shape, qk_gain**2 / d),
+        "W_V": normal(g_attn, head_shape, 1.0 / d),
+        "W_O": normal(g_attn, (batch, depth, n_heads, d_h, d), 1.0 / d),
     }
+    if mlp:
+        weights["W_1"] = normal(g_mlp, (batch, depth, d, 4 * d), 2.0 / d)
+        weights["W_2"] = normal(g_mlp, (batch, depth, 4 * d, d), 1.0 / (4 * d))
+    return weights
 
 
 def _self_attention(X: Tensor, w: dict[str, Tensor], layer: int, causal: bool) -> Tensor:
@@ -195,6 +201,8 @@ def stack_outputs(
     _check_block(block)
     X, _ = _as_batch(X)
     B, depth = weights["W_Q"].shape[:2]
+    if block in ("mlp", "full") and "W_1" not in weights:
+        raise ValueError(f"block {block!r} needs MLP weights: draw them with init_stack(..., mlp=True)")
     if X.shape[0] != B:
         raise ValueError(f"X holds {X.shape[0]} sequences but the weights hold {B} networks")
     if X.shape[-1] != weights["W_Q"].shape[-2]:
@@ -236,7 +244,8 @@ def depth_residuals(
 
     Args:
         X: `(T, d)` or `(B, T, d)`; each of the `B` sequences goes through its own network, drawn
-            by `init_stack(B, depth, d, n_heads=..., qk_gain=..., seed=seed)`, so the spread over
+            by `init_stack(B, depth, d, n_heads=..., qk_gain=..., seed=seed)` (the MLP weights only
+            for the blocks that use them), so the spread over
             the batch is the spread over random networks and inputs.
         depth: number of layers; block: `"attention"`, `"skip"`, `"mlp"` or `"full"` (`stack_outputs`).
         causal: causal mask in every layer.
@@ -249,7 +258,7 @@ def depth_residuals(
     _check_block(block)
     Xb, single = _as_batch(X)
     depth = check_positive_int(depth, "depth")
-    w = init_stack(Xb.shape[0], depth, Xb.shape[-1], n_heads=n_heads, qk_gain=qk_gain, seed=seed)
+    w = init_stack(Xb.shape[0], depth, Xb.shape[-1], n_heads=n_heads, qk_gain=qk_gain, mlp=block in ("mlp", "full"), seed=seed)
     with torch.no_grad():
         outs = stack_outputs(Xb, w, block, causal, branch_scale)
         res = torch.stack([token_residual(o, norm=norm) for o in outs], dim=-1)  # (B, depth + 1)
@@ -400,7 +409,7 @@ def qkv_gradient_norms(
 
     The networks are those of `depth_residuals` (same seed, same weights). The loss is a random
     linear read-out of the last layer, `L = sum_b <X_depth[b], G_b> / sqrt(T d)` with `G` standard
-    Gaussian (drawn from `seed + 1`), so every network gets its own gradient and nothing depends
+    Gaussian (drawn from `seed + 2`), so every network gets its own gradient and nothing depends
     on a task. If all tokens entering a layer are equal, its output `A X W_V` does not depend on
     `A`, so the gradients of its `W_Q` and `W_K` are exactly zero.
 
@@ -415,12 +424,12 @@ def qkv_gradient_norms(
     Xb, single = _as_batch(X)
     depth = check_positive_int(depth, "depth")
     B, T, d = Xb.shape
-    w = init_stack(B, depth, d, n_heads=n_heads, qk_gain=qk_gain, seed=seed)
+    w = init_stack(B, depth, d, n_heads=n_heads, qk_gain=qk_gain, mlp=block in ("mlp", "full"), seed=seed)
     for name in ("W_Q", "W_K", "W_V"):
         w[name].requires_grad_(True)
     with torch.enable_grad():
         outs = stack_outputs(Xb, w, block, causal, branch_scale)
-        G = torch.randn(outs[-1].shape, generator=_generator(None if seed is None else seed + 1), dtype=outs[-1].dtype)
+        G = torch.randn(outs[-1].shape, generator=_generator(None if seed is None else seed + 2), dtype=outs[-1].dtype)
         loss = (outs[-1] * G).sum() / math.sqrt(T * d)
         grads = torch.autograd.grad(loss, [w["W_Q"], w["W_K"], w["W_V"]])
     result = {name: g.detach().pow(2).sum(dim=(-3, -2, -1)).sqrt() for name, g in zip(("W_Q", "W_K", "W_V"), grads)}  # (B, depth)

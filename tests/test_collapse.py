@@ -172,7 +172,7 @@ def test_qkv_gradient_norms_against_an_sdpa_autograd():
     Y = X
     for l in range(2):
         Y = Y + 0.7 * _sdpa_layer(Y, w, l, False)
-    G = torch.randn(Y.shape, generator=gen(12), dtype=torch.float64)
+    G = torch.randn(Y.shape, generator=gen(13), dtype=torch.float64)
     ((Y * G).sum() / math.sqrt(6 * 8)).backward()
     for n in ("W_Q", "W_K", "W_V"):
         torch.testing.assert_close(got[n], w[n].grad.pow(2).sum(dim=(-3, -2, -1)).sqrt())
@@ -281,3 +281,13 @@ def test_collapse_regions_codes():
     assert len(C.REGIONS) == 4
     with pytest.raises(ValueError, match="same shape"):
         C.collapse_regions(e, r, loc[:2])
+
+
+def test_attention_weights_do_not_depend_on_drawing_the_mlp():
+    with_mlp = C.init_stack(2, 3, 8, mlp=True, seed=5)
+    without = C.init_stack(2, 3, 8, mlp=False, seed=5)
+    assert "W_1" not in without
+    for n in ("W_Q", "W_K", "W_V", "W_O"):
+        torch.testing.assert_close(with_mlp[n], without[n])
+    with pytest.raises(ValueError, match="MLP weights"):
+        C.stack_outputs(randn(2, 4, 8, seed=0), without, "full")
