@@ -87,32 +87,21 @@ def _tokens_arg(tokens: str) -> str:
     return tokens
 
 
-def _make_tokens(tokens: str, n: int, T: int, d: int, seed: int) -> tuple[torch.Tensor, float]:
-    """Tokens `(n, T, d)` and their rescaling factor.
-
-    Random walks are divided by `sqrt(T)` so that the last token (the query) has squared norm
-    about `d`, like an i.i.d. Gaussian token; without it, logits grow like `T` and softmax is
-    one-hot for any spectrum (the "scale" trap of theory-notes section 7b).
-    """
-    if tokens == "random_walk":
-        factor = 1.0 / math.sqrt(T)
-        return random_walk_tokens(n, T, d, seed=seed) * factor, factor
-    return gaussian_tokens(n, T, d, seed=seed), 1.0
-
-
 # --- chapter 7: the spectrum explorer ------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SpectrumView:
-    """What the spectrum explorer shows for one setting (all arrays float64 numpy).
+    """What the spectrum explorer shows for one setting (arrays are float64 numpy).
 
-    `pattern`: `(T, T)` causal softmax pattern of the first sequence; `profile`: `(T,)` Monte
-    Carlo probability that key `tau = 1..T` is in the sparsemax support of the last query;
-    `snr`: `(T,)` the course's predicted logit signal-to-noise ratio (theory notes, section 6);
-    `entropy`: mean causal-normalised entropy (1 = uniform over the visible keys);
-    `entropy_nats`: the same in nats, unnormalised; `residual`: relative token residual of the
-    attention output `A X` (Dong et al.'s composite norm), `residual_in` that of `X`;
-    `recent`: share of the profile in the last `T // 8` positions; `kappa`: `m / sqrt(m^2 + s^2)`.
+    `pattern`: `(T, T)` causal softmax pattern of one sequence (every query, not only the last);
+    `profile`: `(T,)` Monte Carlo probability that key `tau = 1..T` is in the sparsemax support of
+    the last query (the signal propagation probability); `snr`: `(T,)` the course's predicted
+    logit signal-to-noise ratio (theory notes, section 6); `support`: mean support size (keys);
+    `entropy`: mean softmax entropy of the last query's row, in nats (uniform: `log T`);
+    `share`: share of the profile in the last `window` keys (`T // 8` for random walks, 1 for
+    i.i.d. tokens: the query itself); `residual`, `residual_in`: relative token residual
+    (composite norm) of the attention output `A X` and of `X`, mean over sequences;
+    `kappa`: `m / sqrt(m^2 + s^2)` (NaN for the zero spectrum).
     """
 
     mean: float
@@ -121,14 +110,15 @@ class SpectrumView:
     tokens: str
     d: int
     T: int
+    window: int
     pattern: np.ndarray
     profile: np.ndarray
     snr: np.ndarray
+    support: float
     entropy: float
-    entropy_nats: float
+    share: float
     residual: float
     residual_in: float
-    recent: float
     kappa: float
 
 
@@ -137,38 +127,39 @@ def spectrum_view(
     std: float,
     scale: float = 1.0,
     tokens: TokenModel = "random_walk",
-    d: int = 32,
-    T: int = 32,
+    d: int = 64,
+    T: int = 64,
     n_samples: int = 200,
     n_maps: int = 16,
     seed: int = 0,
 ) -> SpectrumView:
     """Chapter 7: attention for a symmetric `W_QK` with eigenvalue mean `mean` and sd `std`.
 
-    `W = scale * U diag(lambda) U^T` with `lambda` of exact mean `mean` and sd `std`
-    (`qklab.spectrum.random_qk(exact=True)`); the same seed gives the same basis and tokens for
-    every `(mean, std, scale)`, so turning one knob changes nothing else. Logits are
-    `z_ij = x_i^T W x_j / sqrt(d)` on tokens of squared norm about `d` (random walks rescaled by
-    `1/sqrt(T)`). `scale` multiplies the whole spectrum: it leaves `kappa` unchanged and sets how
-    peaked softmax is. The profile uses `n_samples` sequences (`qklab.theory.propagation_probability`),
-    entropy and residual average `n_maps` sequences.
+    Chapter 7's setting: `W = scale * U diag(lambda) U^T` with `lambda` of exact mean `mean` and
+    sd `std` (`qklab.spectrum.random_qk(exact=True)`), logits `z = x_tau^T W x_T / sqrt(d)` on
+    unnormalised tokens (random walks, `|x_t|^2 ~ t d`, or i.i.d. `N(0, I_d)`). `scale`
+    multiplies the whole spectrum: `kappa` stays, the logits grow. The same seed gives the same
+    basis and tokens for every `(mean, std, scale)`, so turning one knob changes nothing else.
+    Profile, support size and entropy come from `qklab.localization.support_statistics` over
+    `n_samples` sequences; the residuals average `n_maps` sequences.
     """
+    from qklab.localization import support_statistics
+
     mean = _finite(mean, "mean")
     std = _finite(std, "std", nonneg=True)
     scale = _finite(scale, "scale", positive=True)
     tokens = _tokens_arg(tokens)
     d, T, n_samples, n_maps = (check_positive_int(v, k) for v, k in ((d, "d"), (T, "T"), (n_samples, "n_samples"), (n_maps, "n_maps")))
     if T < 2:
-        raise ValueError(f"T must be at least 2 (entropy of causal rows), got {T}")
+        raise ValueError(f"T must be at least 2, got {T}")
     W = scale * random_qk(d, mean, std, seed=seed, exact=True, dtype=torch.float64)  # (d, d)
-    X, factor = _make_tokens(tokens, n_maps, T, d, seed + 2)  # (n_maps, T, d)
-    S = X @ W @ X.transpose(-2, -1) / math.sqrt(d)  # (n_maps, T, T)
-    A = pattern(S, causal=True)
-    # Same logits as above for the profile: propagation_probability draws unscaled tokens.
-    profile = propagation_probability(W, T, n_samples, tokens=tokens, seed=seed + 1, scale=factor**2 / math.sqrt(d))
+    stats = support_statistics(W, T, n_samples, tokens=tokens, seed=seed + 1)
+    make = random_walk_tokens if tokens == "random_walk" else gaussian_tokens
+    X = make(n_maps, T, d, seed=seed + 2)  # (n_maps, T, d)
+    A = pattern(X @ W @ X.transpose(-2, -1) / math.sqrt(d), causal=True)  # (n_maps, T, T)
+    window = max(1, T // 8) if tokens == "random_walk" else 1
     degenerate = mean == 0 and std == 0
-    k = float("nan") if degenerate else mean / math.sqrt(mean**2 + std**2)
-    snr = np.full(T, np.nan) if degenerate else predicted_snr(mean, std, d, T, tokens).numpy()
+    profile = stats["profile"]
     return SpectrumView(
         mean=mean,
         std=std,
@@ -176,27 +167,30 @@ def spectrum_view(
         tokens=tokens,
         d=d,
         T=T,
+        window=window,
         pattern=A[0].numpy(),
         profile=profile.numpy(),
-        snr=snr,
-        entropy=float(attention_entropy(A, normalize="causal")),
-        entropy_nats=float(attention_entropy(A)),
+        snr=np.full(T, np.nan) if degenerate else predicted_snr(mean, std, d, T, tokens).numpy(),
+        support=float(stats["support_size"]),
+        entropy=float(stats["entropy"]),
+        share=recent_share(profile, window),
         residual=float(token_residual(A @ X).mean()),
         residual_in=float(token_residual(X).mean()),
-        recent=recent_share(profile, max(1, T // 8)),
-        kappa=k,
+        kappa=float("nan") if degenerate else mean / math.sqrt(mean**2 + std**2),
     )
 
 
 def _spectrum_title(v: SpectrumView) -> str:
+    where = f"last {v.window} keys" if v.window > 1 else "the query itself"
     return (
-        f"m = {v.mean:g}, s = {v.std:g}, scale = {v.scale:g} (kappa = {v.kappa:.2f}), {_TOKEN_LABEL[v.tokens]}, d = {v.d}<br>"
-        f"entropy {v.entropy:.2f} of uniform ({v.entropy_nats:.2f} nats), residual of A X {v.residual:.2f} "
-        f"(input {v.residual_in:.2f}), support share in last {max(1, v.T // 8)}: {v.recent:.2f}"
+        f"m = {v.mean:g}, s = {v.std:g}, scale {v.scale:g}: kappa = {v.kappa:.3f}, sqrt(d) kappa = {math.sqrt(v.d) * v.kappa:.2f}; "
+        f"{_TOKEN_LABEL[v.tokens]}, d = {v.d}, T = {v.T}<br>last query: softmax entropy {v.entropy:.2f} nats "
+        f"(uniform {math.log(v.T):.2f}), sparsemax support {v.support:.1f} keys, {v.share:.2f} of it on {where}; "
+        f"residual of A X {v.residual:.2f} (input {v.residual_in:.2f})"
     )
 
 
-def spectrum_explorer(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
+def spectrum_explorer(mean: float = 0.01, std: float = 0.001, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
     """Chapter 7: matplotlib figure of `spectrum_view(...)`: attention map and support profile."""
     import matplotlib.pyplot as plt
 
@@ -206,7 +200,7 @@ def spectrum_explorer(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, t
     fig.colorbar(im, ax=ax_map, label="attention weight")
     ax_map.set(title="causal softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
     tau = np.arange(1, v.T + 1)
-    ax_prof.plot(tau, v.profile, "o-", ms=3, label="P(key in sparsemax support), query = last token")
+    ax_prof.plot(tau, v.profile, "o-", ms=3, color="C3", label="P(key in sparsemax support), query = last token")
     ax_prof.set(ylim=(0, 1.05), xlabel="key position tau", ylabel="propagation probability", title="signal propagation profile")
     ax_prof.legend(loc="upper left", fontsize=8)
     fig.suptitle(_spectrum_title(v).replace("<br>", "\n"), fontsize=9)
@@ -480,8 +474,9 @@ def _log_slider(value: float, lo: float, hi: float, description: str):
     )
 
 
-def spectrum_widget(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
-    """Chapter 7, live: sliders for the spectrum mean, sd and scale, and the token model."""
+def spectrum_widget(mean: float = 0.01, std: float = 0.001, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
+    """Chapter 7, live: sliders for the spectrum mean and sd (log scales, 1e-4 to 10), the overall
+    scale, and the token model. A zero mean or sd is reached as closely as 1e-4 (`kappa ~ 0` or 1)."""
     import ipywidgets
     import matplotlib.pyplot as plt
 
@@ -491,9 +486,9 @@ def spectrum_widget(mean: float = 1.0, std: float = 1.0, scale: float = 1.0, tok
 
     return _interactive(
         draw,
-        mean=ipywidgets.FloatSlider(value=mean, min=-2, max=2, step=0.05, description="mean m", continuous_update=False),
-        std=_log_slider(max(std, 0.01), 0.01, 30, "sd s"),
-        scale=_log_slider(scale, 0.01, 10, "scale"),
+        mean=_log_slider(max(mean, 1e-4), 1e-4, 10, "mean m"),
+        std=_log_slider(max(std, 1e-4), 1e-4, 10, "sd s"),
+        scale=_log_slider(scale, 0.01, 100, "scale"),
         tokens=ipywidgets.Dropdown(options=[("random walk", "random_walk"), ("i.i.d. Gaussian", "iid")], value=tokens, description="tokens"),
     )
 
@@ -569,9 +564,9 @@ class StaticExplorer(HTML):
         return f"<StaticExplorer {self.div_id}: {len(self.views)} slider steps>"
 
 
-def _r(a: np.ndarray, digits: int = 4) -> list:
-    """Rounded nested list (keeps the embedded JSON small)."""
-    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+def _r(a: np.ndarray, digits: int = 4) -> np.ndarray:
+    """Rounded float32 copy: plotly embeds numpy arrays as compact base64 typed arrays."""
+    return np.round(np.asarray(a, dtype=np.float64), digits).astype(np.float32)
 
 
 def _slider_figure(
@@ -624,12 +619,17 @@ def _grid(values: Sequence[Any], name: str) -> list:
     return vals
 
 
-def spectrum_static(param: Literal["std", "mean", "scale"] = "std", values: Sequence[float] = (0.0, 0.3, 1.0, 2.0, 4.0, 8.0, 16.0), **fixed: Any) -> StaticExplorer:
+def spectrum_static(
+    param: Literal["std", "mean", "scale"] = "std",
+    values: Sequence[float] = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+    **fixed: Any,
+) -> StaticExplorer:
     """Chapter 7, static: `spectrum_view` on a grid of one parameter, with a plotly slider.
 
-    `param` is the knob ("std" by default, the spectrum's spread at `mean = 1`); `fixed` are the
-    other arguments of `spectrum_view` (e.g. `mean=0.5, tokens="iid"`). About 0.3 s per value on
-    a 2-core CPU with the defaults.
+    `param` is the knob: by default the spectrum's sd `s` at mean `m = 0.01`, from a fully
+    concentrated spectrum (`kappa = 1`) to a spread one (`kappa = 0.1`); `fixed` are the other
+    arguments of `spectrum_view` (e.g. `mean=0.1, tokens="iid"`). About 0.2 s per value with the
+    defaults on a laptop CPU.
     """
     import plotly.graph_objects as go
 
@@ -637,19 +637,19 @@ def spectrum_static(param: Literal["std", "mean", "scale"] = "std", values: Sequ
         raise ValueError(f"param must be 'std', 'mean' or 'scale', got {param!r}")
     if param in fixed:
         raise ValueError(f"{param!r} is the slider's parameter: give its values in `values`, not as a fixed argument")
-    args = {"mean": 1.0, "std": 1.0, "scale": 1.0, **fixed}
+    args = {"mean": 0.01, "std": 0.001, "scale": 1.0, **fixed}
     views = [spectrum_view(**{**args, param: float(x)}) for x in _grid(values, "values")]
     steps = []
     for v in views:
         tau = np.arange(1, v.T + 1)
-        heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
-        prof = go.Scatter(x=tau, y=_r(v.profile), mode="lines+markers", marker=dict(size=5), line=dict(color="#d62728"), name="P(key in sparsemax support), query = last token")
+        heat = go.Heatmap(z=_r(v.pattern, 3), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
+        prof = go.Scatter(x=tau, y=_r(v.profile, 3), mode="lines+markers", marker=dict(size=4), line=dict(color="#d62728"), name="P(key in sparsemax support), query = last token")
         steps.append((f"{getattr(v, param):g}", _spectrum_title(v), [(heat, 1, 1), (prof, 1, 2)]))
     label = {"std": "eigenvalue sd s", "mean": "eigenvalue mean m", "scale": "spectrum scale"}[param]
     fig = _slider_figure(steps, 2, ["causal softmax pattern (one sequence)", "signal propagation profile"], label, (0.42, 0.58))
     fig.update_yaxes(autorange="reversed", title_text="query position i", row=1, col=1)
     fig.update_xaxes(title_text="key position j", row=1, col=1)
-    fig.update_xaxes(title_text="key position tau", row=1, col=2)
+    fig.update_xaxes(title_text="key position tau (query at T)", row=1, col=2)
     fig.update_yaxes(range=[0, 1.05], title_text="propagation probability", row=1, col=2)
     return StaticExplorer(fig, views, "spectrum")
 
@@ -705,7 +705,7 @@ def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), **fixed: An
     for v in views:
         layers = np.arange(v.depth + 1)
         traces = [
-            (go.Scatter(x=layers, y=np.maximum(res, _RES_FLOOR).tolist(), mode="lines+markers", name=_BLOCK_LABEL[block], line=dict(color=_BLOCK_COLOR[block])), 1, 1)
+            (go.Scatter(x=layers, y=np.maximum(res, _RES_FLOOR), mode="lines+markers", name=_BLOCK_LABEL[block], line=dict(color=_BLOCK_COLOR[block])), 1, 1)
             for block, res in v.residuals.items()
         ]
         cos = go.Heatmap(z=_r(v.cosine_attn, 3), zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, colorbar=dict(title="cosine"), showlegend=False, name="cosines")
