@@ -159,6 +159,16 @@ def _sinusoidal(T: int, d: int) -> Tensor:
     return pe
 
 
+def _qk_unchecked(W_Q: Tensor, W_K: Tensor) -> QK:
+    """A `QK` of a model's own weights without `QK`'s input validation: the shapes are right by
+    construction, and skipping the finiteness check keeps a training step free of a host sync and
+    lets the penalty run under `torch.vmap` (`qklab.sweep`). Non-finite weights are caught by the
+    training loop's loss check instead."""
+    qk = QK.__new__(QK)
+    qk.W_Q, qk.W_K = W_Q, W_K
+    return qk
+
+
 class Attention(nn.Module):
     """Causal multi-head self-attention with a fused, bias-free QKV projection.
 
@@ -174,6 +184,7 @@ class Attention(nn.Module):
         self.W_qkv = nn.Parameter(torch.empty(3 * hd, cfg.d_model))
         self.W_out = nn.Parameter(torch.empty(cfg.d_model, hd))
         self.dropout = cfg.dropout
+        self.impl = "sdpa"  # fast path kernel: "sdpa" or "math" (explicit softmax; vmap-friendly)
         if cfg.sigma_reparam:
             self.sigma_q: SigmaReparam | None = SigmaReparam(hd, cfg.d_model)
             self.sigma_k: SigmaReparam | None = SigmaReparam(hd, cfg.d_model)
@@ -219,8 +230,7 @@ class Attention(nn.Module):
 
     def qk(self) -> QK:
         """The heads' query-key matrices as one `QK` (leading dimension: heads)."""
-        Wq, Wk = self.W_Q, self.W_K
-        return QK(Wq, Wk)
+        return _qk_unchecked(self.W_Q, self.W_K)
 
     # --- forward --------------------------------------------------------------------------
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -237,6 +247,8 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Fast path. `x: (B, T, d)` -> `(B, T, d)`."""
+        if self.impl == "math":
+            return self.forward_exact(x)[0]
         q, k, v = self._qkv(x)  # each (B, H, T, d_h)
         p = self.dropout if self.training else 0.0
         z = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, d_h)
@@ -377,7 +389,7 @@ class Transformer(nn.Module):
     def qk(self, layer: int | None = None) -> QK:
         """`QK` of layer `layer` (heads leading, `(H, d, d_h)`), or of all layers `(L, H, d, d_h)`."""
         if layer is None:
-            return QK(self.W_Q, self.W_K)
+            return _qk_unchecked(self.W_Q, self.W_K)
         return self.blocks[self._layer(layer)].attn.qk()
 
     def _layer(self, layer: int) -> int:
@@ -405,6 +417,16 @@ class Transformer(nn.Module):
     def W_O(self) -> Tensor:
         """`(n_layers, H, d_h, d)`."""
         return torch.stack([b.attn.W_O for b in self.blocks])
+
+    def set_attention_impl(self, impl: Literal["sdpa", "math"]) -> "Transformer":
+        """Kernel of the fast path: "sdpa" (`scaled_dot_product_attention`, the default) or "math"
+        (explicit softmax, same numbers to float rounding; used under `torch.vmap`, where torch
+        2.13 has no batching rule for the CPU SDPA kernel)."""
+        if impl not in ("sdpa", "math"):
+            raise ValueError(f"impl must be 'sdpa' or 'math', got {impl!r}")
+        for b in self.blocks:
+            b.attn.impl = impl
+        return self
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

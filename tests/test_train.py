@@ -1,5 +1,6 @@
 """qklab.train: history, exact resume, divergence handling, bad configs, determinism."""
 
+import dataclasses
 import json
 import math
 
@@ -133,3 +134,29 @@ def test_regularizers_train_and_log_penalty(reg):
     task = RandomWalkTokens(vocab_size=8)
     h = train(tiny_model(), tiny_train(regularizer=reg[0], locater_form=reg[1], reg_strength=0.5, steps=8), task)
     assert h.last["penalty"] is not None and h.last["penalty"] >= 0
+
+
+def test_stacked_sweep_matches_sequential(corpus):
+    from qklab.sweep import grid, sweep
+
+    cfgs = grid(tiny_train(steps=6, log_every=3, regularizer="locater", grad_clip=0.5), reg_strength=[0.0, 1.0],
+                locater_form=["variance", "scale"])
+    cfgs[3] = dataclasses.replace(cfgs[3], seed=1)
+    cfgs[0] = dataclasses.replace(cfgs[0], lr=3e-3, weight_decay=0.1, warmup=3)
+    mcfg = tiny_model(sigma_reparam=True)
+    stacked = sweep(mcfg, cfgs, corpus, mode="stacked", progress=False)
+    seq = sweep(mcfg, cfgs, corpus, mode="sequential")
+    for a, b in zip(stacked, seq):
+        assert a.status == b.status == "completed"
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert a.last["qk_scale"][0] == pytest.approx(b.last["qk_scale"][0], rel=1e-3)
+        assert a.last["penalty"] == pytest.approx(b.last["penalty"], rel=1e-3)
+
+
+def test_sweep_reports_divergence_without_raising(corpus):
+    from qklab.sweep import grid, sweep
+
+    cfgs = grid(tiny_train(steps=6), lr=[1e-2, 1e3])
+    hs = sweep(tiny_model(), cfgs, corpus, mode="stacked", progress=False)
+    assert hs[0].status == "completed" and hs[1].status == "diverged"
+    assert "learning rate" in hs[1].message
