@@ -22,7 +22,7 @@ NB_TIMEOUT ?= 300
 NBVAL := $(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=$(NB_TIMEOUT) \
 	-n $(NB_WORKERS) --dist loadfile
-NB_ENV := OMP_NUM_THREADS=$(NB_THREADS) MKL_NUM_THREADS=$(NB_THREADS) QKLAB_THREADS=$(NB_THREADS)
+NB_ENV := OMP_NUM_THREADS=$(NB_THREADS) MKL_NUM_THREADS=$(NB_THREADS)
 
 BOOK_OUT := _build/html
 

@@ -17,7 +17,16 @@ from pathlib import Path
 
 __all__ = ["Claim", "claim", "ledger_dir", "load_claims"]
 
-SOURCES = ("Bao et al. 2024", "Dong et al. 2021", "Noci et al. 2022", "Zhai et al. 2023", "Trockman and Kolter 2023", "course")
+SOURCES = (
+    "Bao et al. 2024",
+    "Dong et al. 2021",
+    "Noci et al. 2022",
+    "Zhai et al. 2023",
+    "Trockman and Kolter 2023",
+    "Martins and Astudillo 2016",
+    "Vaswani et al. 2017",
+    "course",
+)
 
 
 @dataclass(frozen=True)

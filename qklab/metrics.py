@@ -127,7 +127,7 @@ def _composite_norm(M: Tensor) -> Tensor:
 def token_residual(X: Tensor, relative: bool = True, norm: Literal["l1inf", "fro"] = "l1inf") -> Tensor:
     """Distance of the tokens from rank one, `res(X) = X - 1 xbar^T` with `xbar` the token mean.
 
-    Chapter 3: Dong et al. (2021) measure rank collapse by `||res(X)|| / ||X||` per layer, with the
+    Chapters 2 and 3: Dong et al. (2021) measure rank collapse by `||res(X)|| / ||X||` per layer, with the
     composite norm `sqrt(||.||_1 ||.||_inf)` (`norm="l1inf"`, as their plotting code does, with the
     token mean). `norm="fro"` uses the Frobenius norm. Returns `(...)`, one value per sequence.
     Identical tokens give 0. A zero `X` with `relative=True` is an error (0/0).
