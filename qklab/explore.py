@@ -193,11 +193,12 @@ def _spectrum_title(v: SpectrumView) -> str:
 def spectrum_explorer(mean: float = 0.01, std: float = 0.001, scale: float = 1.0, tokens: TokenModel = "random_walk", **kw: Any):
     """Chapter 7: matplotlib figure of `spectrum_view(...)`: attention map and support profile."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
 
     v = spectrum_view(mean, std, scale, tokens, **kw)
     fig, (ax_map, ax_prof) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
-    im = ax_map.imshow(v.pattern, vmin=0, vmax=1, cmap="viridis")
-    fig.colorbar(im, ax=ax_map, label="attention weight")
+    im = ax_map.imshow(v.pattern, norm=PowerNorm(0.5, vmin=0, vmax=1), cmap="viridis")
+    fig.colorbar(im, ax=ax_map, label="attention weight (square-root colour scale)")
     ax_map.set(title="causal softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
     tau = np.arange(1, v.T + 1)
     ax_prof.plot(tau, v.profile, "o-", ms=3, color="C3", label="P(key in sparsemax support), query = last token")
@@ -319,12 +320,13 @@ def scale_explorer(scale: float = 1.0, causal: bool = False, knob: Knob = "scale
     convention) instead of the logit scale (chapter 5's).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
 
     _check_knob(knob)
     v = scale_view(scale, causal=causal, **kw)
     fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.3]}, layout="constrained")
-    im = ax_map.imshow(v.pattern, vmin=0, vmax=1, cmap="viridis")
-    fig.colorbar(im, ax=ax_map, label="attention weight")
+    im = ax_map.imshow(v.pattern, norm=PowerNorm(0.5, vmin=0, vmax=1), cmap="viridis")
+    fig.colorbar(im, ax=ax_map, label="attention weight (square-root colour scale)")
     ax_map.set(title="softmax pattern (one sequence)", xlabel="key position j", ylabel="query position i")
     x, here = (v.sweep, v.scale) if knob == "scale" else (1 / v.sweep, 1 / v.scale)
     ax_curve.semilogx(x, v.sweep_entropy, "-", label="entropy / uniform entropy")
@@ -564,6 +566,19 @@ class StaticExplorer(HTML):
         return f"<StaticExplorer {self.div_id}: {len(self.views)} slider steps>"
 
 
+def _sqrt_viridis() -> list:
+    """Viridis with its colours at `sqrt`-spaced stops: weights near 0.01-0.1 stay visible.
+
+    The heatmap still holds the true weights (hover and colour bar read true values); only the
+    colour map is stretched, as matplotlib's `PowerNorm(0.5)` does in the figure functions.
+    """
+    from plotly.colors import sample_colorscale
+
+    stops = [(k / 10) ** 2 for k in range(11)]
+    colors = sample_colorscale("Viridis", [k / 10 for k in range(11)])
+    return [[p, c] for p, c in zip(stops, colors)]
+
+
 def _r(a: np.ndarray, digits: int = 4) -> np.ndarray:
     """Rounded float32 copy: plotly embeds numpy arrays as compact base64 typed arrays."""
     return np.round(np.asarray(a, dtype=np.float64), digits).astype(np.float32)
@@ -642,7 +657,7 @@ def spectrum_static(
     steps = []
     for v in views:
         tau = np.arange(1, v.T + 1)
-        heat = go.Heatmap(z=_r(v.pattern, 3), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
+        heat = go.Heatmap(z=_r(v.pattern, 3), zmin=0, zmax=1, colorscale=_sqrt_viridis(), colorbar=dict(title="weight", tickvals=[0, 0.1, 0.25, 0.5, 0.75, 1]), showlegend=False, name="pattern")
         prof = go.Scatter(x=tau, y=_r(v.profile, 3), mode="lines+markers", marker=dict(size=4), line=dict(color="#d62728"), name="P(key in sparsemax support), query = last token")
         steps.append((f"{getattr(v, param):g}", _spectrum_title(v), [(heat, 1, 1), (prof, 1, 2)]))
     label = {"std": "eigenvalue sd s", "mean": "eigenvalue mean m", "scale": "spectrum scale"}[param]
@@ -672,7 +687,7 @@ def scale_static(
     steps = []
     for value, v in zip(grid, views):
         x = v.sweep if knob == "scale" else 1 / v.sweep
-        heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="weight"), showlegend=False, name="pattern")
+        heat = go.Heatmap(z=_r(v.pattern), zmin=0, zmax=1, colorscale=_sqrt_viridis(), colorbar=dict(title="weight", tickvals=[0, 0.1, 0.25, 0.5, 0.75, 1]), showlegend=False, name="pattern")
         ent = go.Scatter(x=x, y=_r(v.sweep_entropy), mode="lines", name="entropy / uniform entropy", line=dict(color="#1f77b4"))
         res = go.Scatter(x=x, y=_r(v.sweep_residual), mode="lines", name="relative residual of A X", line=dict(color="#ff7f0e"))
         here = go.Scatter(x=[value, value], y=[0, 1.05], mode="lines", name=f"current {knob}", line=dict(color="black", dash="dash"))
