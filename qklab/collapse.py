@@ -68,6 +68,7 @@ __all__ = [
     "local_mass",
     "localization",
     "collapse_map",
+    "log_crossing",
     "THRESHOLDS",
     "REGIONS",
     "collapse_regions",
@@ -570,7 +571,11 @@ def collapse_map(
     - `"local_mass"`, `"localization"`: first-layer `local_mass` and `localization` (`window`);
     - `"logit_rms"`: root mean square of the first layer's logits `x_i^T W x_j / sqrt(d)` over the
       entries a query may see; with i.i.d. `N(0, I_d)` tokens it is about `r sqrt(1 + kappa^2 d)`
-      (off-diagonal logits have standard deviation `r`, diagonal ones mean `kappa r sqrt(d)`).
+      (off-diagonal logits have standard deviation `r`, diagonal ones mean `kappa r sqrt(d)`);
+    - `"logit_spread"`: root mean square over queries of the standard deviation of a query's
+      logits across the keys it sees (rows with a single key count as 0). Softmax only feels
+      differences within a row, so this, not `logit_rms`, is what sets the entropy when tokens
+      share a large common part (random-walk tokens).
 
     and `"residual_per_layer"`: `(len(seeds), len(scales), len(kappas), depth)`.
     """
@@ -589,7 +594,7 @@ def collapse_map(
     mean_coef = (scales_t[:, None] * kappas_t[None, :]).reshape(-1)  # (R K,): coefficient of I
     spread_coef = (scales_t[:, None] * (1 - kappas_t[None, :] ** 2).clamp_min(0).sqrt()).reshape(-1)  # (R K,): of B
     eye = torch.eye(d, dtype=torch.float64)
-    out: dict[str, list[Tensor]] = {k: [] for k in ("entropy", "residual", "input_residual", "local_mass", "localization", "logit_rms", "residual_per_layer")}
+    out: dict[str, list[Tensor]] = {k: [] for k in ("entropy", "residual", "input_residual", "local_mass", "localization", "logit_rms", "logit_spread", "residual_per_layer")}
     for s in seeds:
         X0 = make_tokens(n, T, d, tokens, seed=int(s), token_norm=token_norm)  # (n, T, d)
         X = X0.unsqueeze(0).expand(R * K, n, T, d)  # (R K, n, T, d)
@@ -603,6 +608,11 @@ def collapse_map(
                 visible = torch.ones(T, T, dtype=torch.bool).tril() if causal else torch.ones(T, T, dtype=torch.bool)
                 rms = S.pow(2).masked_select(visible).reshape(R * K, -1).mean(-1).sqrt()  # (R K,)
                 out["logit_rms"].append(rms.reshape(R, K))
+                vis = visible.to(S.dtype)
+                count = vis.sum(-1)  # (T,): keys seen by each query
+                row_mean = (S * vis).sum(-1, keepdim=True) / count[:, None]  # (R K, n, T, 1)
+                row_var = (((S - row_mean) * vis) ** 2).sum(-1) / count  # (R K, n, T): population variance
+                out["logit_spread"].append(row_var.mean(dim=(-2, -1)).sqrt().reshape(R, K))
                 norm_mode = "causal" if causal else "log_T"
                 H = attention_entropy(A, reduce="none", normalize=norm_mode).mean(dim=(-2, -1))  # (R K,)
                 out["entropy"].append(H.reshape(R, K))
@@ -614,6 +624,38 @@ def collapse_map(
         out["residual"].append(per_layer[-1])
         out["input_residual"].append(token_residual(X0).mean().expand(R, K).clone())
     return {k: torch.stack(v) for k, v in out.items()}
+
+
+def log_crossing(x: Sequence[float] | Tensor, y: Tensor, level: float) -> Tensor:
+    """Where a sampled curve first crosses `level`, interpolated linearly in `log x` (chapters 5 and 8).
+
+    Args:
+        x: `(N,)` increasing positive grid (scales `r`, say). y: `(..., N)` values on that grid.
+        level: the threshold.
+
+    Returns:
+        `(...)` float64: the first `x` at which `y - level` changes sign (or touches 0), NaN where
+        the curve never reaches `level`.
+    """
+    x = torch.as_tensor(x, dtype=torch.float64)
+    y = as_float_tensor(y, "y", min_ndim=1).to(torch.float64)
+    if x.ndim != 1 or x.shape[0] != y.shape[-1] or x.shape[0] < 2:
+        raise ValueError(f"x must be 1-D with at least 2 points matching y's last dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if bool((x <= 0).any()) or bool((x[1:] <= x[:-1]).any()):
+        raise ValueError("x must be positive and strictly increasing")
+    lx = x.log()
+    z = y - level  # (..., N)
+    hit = (z[..., :-1] * z[..., 1:]) <= 0  # (..., N - 1): a sign change between k and k + 1
+    out = torch.full(y.shape[:-1], float("nan"), dtype=torch.float64)
+    any_hit = hit.any(dim=-1)
+    k = hit.to(torch.int64).argmax(dim=-1, keepdim=True)  # first crossing interval
+    z0, z1 = z.gather(-1, k).squeeze(-1), z.gather(-1, k + 1).squeeze(-1)
+    denom = torch.where(z0 == z1, torch.ones_like(z0), z0 - z1)
+    frac = torch.where(z0 == z1, torch.zeros_like(z0), z0 / denom)
+    lo = lx[k.squeeze(-1)]
+    hi = lx[k.squeeze(-1) + 1]
+    out[any_hit] = (lo + frac * (hi - lo)).exp()[any_hit]
+    return out
 
 
 #: The course's collapse thresholds for one layer on `T = d = 64` i.i.d. tokens (chapter 8):

@@ -291,3 +291,28 @@ def test_attention_weights_do_not_depend_on_drawing_the_mlp():
         torch.testing.assert_close(with_mlp[n], without[n])
     with pytest.raises(ValueError, match="MLP weights"):
         C.stack_outputs(randn(2, 4, 8, seed=0), without, "full")
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_logit_spread_is_the_within_row_deviation(causal):
+    m = C.collapse_map([0.7], [0.3], 6, 5, "random_walk", seeds=(2,), n=3, causal=causal)
+    X = C.make_tokens(3, 5, 6, "random_walk", seed=2)
+    S = C.qk_scores(X, C.qk_from_scale_kappa(6, 0.7, 0.3, seed=2))
+    var = []
+    for b in range(3):
+        for i in range(5):
+            row = S[b, i, : i + 1] if causal else S[b, i]
+            var.append(float(row.var(unbiased=False)))
+    assert float(m["logit_spread"][0, 0, 0]) == pytest.approx(math.sqrt(sum(var) / len(var)), rel=1e-10)
+
+
+def test_log_crossing():
+    x = [1.0, 10.0, 100.0]
+    y = torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    got = C.log_crossing(x, y, 0.25)
+    assert float(got[0]) == pytest.approx(10 ** 1.5)  # halfway between 0.5 and 0 in log10 x
+    assert float(got[1]) == pytest.approx(10 ** 0.25)
+    assert math.isnan(float(got[2]))
+    assert float(C.log_crossing(x, torch.tensor([1.0, 0.5, 0.0]), 0.5)) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="increasing"):
+        C.log_crossing([1.0, 1.0], torch.tensor([0.0, 1.0]), 0.5)
