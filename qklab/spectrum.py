@@ -40,9 +40,10 @@ class QK:
             convention is `x_i^T W_QK x_j`, with the `1/sqrt(d_h)` temperature *not* included.
 
     Statistics return one value per head, shape `(...)`. With `n` the normaliser (`over`):
-    `mean m = tr(W)/n`; `variance` (default `kind="bound"`) `||W||_F^2/n - m^2`, which equals
-    `||W - m I||_F^2 / n`, is never negative, equals the eigenvalue variance when `W` is
-    symmetric and bounds `sum |lambda_i - m|^2 / n` from above otherwise; `kind="trace"` gives
+    `mean m = tr(W)/n`; `variance` (default `kind="bound"`) `||W||_F^2/n - m^2`, which for
+    `n = d` equals `||W - m I||_F^2 / d`. It is never negative, equals the eigenvalue variance
+    when `W` is symmetric (and `n = d`), and bounds `sum |lambda_i - m|^2 / n` over the `n`
+    eigenvalues counted from above otherwise (Schur's inequality); `kind="trace"` gives
     `tr(W^2)/n - m^2`, exact for symmetric `W` but possibly negative for non-symmetric `W`
     (a measurement, never a penalty: see chapter 10); `scale r = sqrt(||W||_F^2 / n)`;
     `kappa = m / r = m / sqrt(m^2 + variance)`.

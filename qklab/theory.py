@@ -89,7 +89,8 @@ def propagation_probability(
         T: sequence length; n_samples: number of sequences.
         tokens: `"random_walk"` or `"iid"` (Gaussian).
         scale: logit multiplier, default `1/sqrt(d)`.
-        chunk: sequences per batch (memory only; the estimate does not depend on it).
+        chunk: sequences per batch. It bounds memory; each chunk draws its own seed from `seed`,
+            so the exact numbers (not their distribution) change with it.
     """
     W = _as_square_matrix(W)
     T = check_positive_int(T, "T")

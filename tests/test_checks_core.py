@@ -59,3 +59,11 @@ def test_check_value():
         check_value(..., 1.0, name="entropy")
     with pytest.raises(ExerciseCheckError, match="single number"):
         check_value(torch.ones(2), 1.0, name="entropy")
+
+
+def test_complex_outputs_are_compared_and_reported():
+    ref = lambda x: torch.linalg.eigvals(x)  # noqa: E731
+    case = [Case("a rotation", (torch.tensor([[0.0, -1.0], [1.0, 0.0]]),))]
+    check_function(ref, ref, case, name="eigenvalues", quiet=True)
+    with pytest.raises(ExerciseCheckError, match=r"yours .*j"):
+        check_function(lambda x: 2 * torch.linalg.eigvals(x), ref, case, name="eigenvalues")

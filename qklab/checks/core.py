@@ -68,9 +68,10 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float) -> str | N
         return None
     err = (got - expected).abs().nan_to_num(nan=math.inf)
     where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
+    show = lambda v: f"{complex(v):.4g}" if v.is_complex() else f"{float(v):.4g}"  # noqa: E731
     return (
         f"values differ: largest difference {float(err.max()):.3g} at index {where} "
-        f"(yours {float(got[where]):.4g}, expected {float(expected[where]):.4g})"
+        f"(yours {show(got[where])}, expected {show(expected[where])})"
     )
 
 
