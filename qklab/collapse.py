@@ -591,37 +591,39 @@ def collapse_map(
         raise ValueError("seeds must not be empty")
     d, T, n, depth = (check_positive_int(v, name) for v, name in ((d, "d"), (T, "T"), (n, "n"), (depth, "depth")))
     R, K = len(scales_t), len(kappas_t)
-    mean_coef = (scales_t[:, None] * kappas_t[None, :]).reshape(-1)  # (R K,): coefficient of I
-    spread_coef = (scales_t[:, None] * (1 - kappas_t[None, :] ** 2).clamp_min(0).sqrt()).reshape(-1)  # (R K,): of B
+    root = (1 - kappas_t**2).clamp_min(0).sqrt()  # (K,): sqrt(1 - kappa^2)
     eye = torch.eye(d, dtype=torch.float64)
-    out: dict[str, list[Tensor]] = {k: [] for k in ("entropy", "residual", "input_residual", "local_mass", "localization", "logit_rms", "logit_spread", "residual_per_layer")}
+    visible = torch.ones(T, T, dtype=torch.bool).tril() if causal else torch.ones(T, T, dtype=torch.bool)
+    vis = visible.to(torch.float64)
+    count = vis.sum(-1)  # (T,): keys seen by each query
+    keys = ("entropy", "local_mass", "localization", "logit_rms", "logit_spread", "residual_per_layer")
+    out: dict[str, list[Tensor]] = {k: [] for k in (*keys, "residual", "input_residual")}
     for s in seeds:
         X0 = make_tokens(n, T, d, tokens, seed=int(s), token_norm=token_norm)  # (n, T, d)
-        X = X0.unsqueeze(0).expand(R * K, n, T, d)  # (R K, n, T, d)
-        per_layer = []
-        for layer in range(depth):
-            B = random_qk(d, 0.0, 1.0, seed=int(s) + 1000 * layer, exact=True, dtype=torch.float64)  # (d, d)
-            W = mean_coef[:, None, None] * eye + spread_coef[:, None, None] * B  # (R K, d, d)
-            S = qk_scores(X, W.unsqueeze(1))  # (R K, n, T, T)
-            A = pattern(S, causal=causal)
-            if layer == 0:
-                visible = torch.ones(T, T, dtype=torch.bool).tril() if causal else torch.ones(T, T, dtype=torch.bool)
-                rms = S.pow(2).masked_select(visible).reshape(R * K, -1).mean(-1).sqrt()  # (R K,)
-                out["logit_rms"].append(rms.reshape(R, K))
-                vis = visible.to(S.dtype)
-                count = vis.sum(-1)  # (T,): keys seen by each query
-                row_mean = (S * vis).sum(-1, keepdim=True) / count[:, None]  # (R K, n, T, 1)
-                row_var = (((S - row_mean) * vis) ** 2).sum(-1) / count  # (R K, n, T): population variance
-                out["logit_spread"].append(row_var.mean(dim=(-2, -1)).sqrt().reshape(R, K))
-                norm_mode = "causal" if causal else "log_T"
-                H = attention_entropy(A, reduce="none", normalize=norm_mode).mean(dim=(-2, -1))  # (R K,)
-                out["entropy"].append(H.reshape(R, K))
-                out["local_mass"].append(local_mass(A, window, causal).mean(-1).reshape(R, K))
-                out["localization"].append(localization(A, window, causal).mean(-1).reshape(R, K))
-            X = A @ X  # (R K, n, T, d)
-            per_layer.append(token_residual(X).mean(-1).reshape(R, K))
-        out["residual_per_layer"].append(torch.stack(per_layer, dim=-1))
-        out["residual"].append(per_layer[-1])
+        bases = [random_qk(d, 0.0, 1.0, seed=int(s) + 1000 * layer, exact=True, dtype=torch.float64) for layer in range(depth)]
+        rows: dict[str, list[Tensor]] = {k: [] for k in keys}
+        for r in scales_t:  # one scale at a time keeps memory at (K, n, T, T)
+            X = X0.unsqueeze(0).expand(K, n, T, d)  # (K, n, T, d)
+            per_layer = []
+            for layer, B in enumerate(bases):
+                W = (r * kappas_t)[:, None, None] * eye + (r * root)[:, None, None] * B  # (K, d, d)
+                S = qk_scores(X, W.unsqueeze(1))  # (K, n, T, T)
+                A = pattern(S, causal=causal)
+                if layer == 0:
+                    rows["logit_rms"].append(((S**2 * vis).sum(dim=(-2, -1)) / vis.sum()).mean(-1).sqrt())  # (K,)
+                    row_mean = (S * vis).sum(-1, keepdim=True) / count[:, None]  # (K, n, T, 1)
+                    row_var = (((S - row_mean) * vis) ** 2).sum(-1) / count  # (K, n, T): population variance
+                    rows["logit_spread"].append(row_var.mean(dim=(-2, -1)).sqrt())
+                    norm_mode = "causal" if causal else "log_T"
+                    rows["entropy"].append(attention_entropy(A, reduce="none", normalize=norm_mode).mean(dim=(-2, -1)))
+                    rows["local_mass"].append(local_mass(A, window, causal).mean(-1))
+                    rows["localization"].append(localization(A, window, causal).mean(-1))
+                X = A @ X  # (K, n, T, d)
+                per_layer.append(token_residual(X).mean(-1))  # (K,)
+            rows["residual_per_layer"].append(torch.stack(per_layer, dim=-1))  # (K, depth)
+        for k in keys:
+            out[k].append(torch.stack(rows[k]))  # (R, K[, depth])
+        out["residual"].append(out["residual_per_layer"][-1][..., -1])
         out["input_residual"].append(token_residual(X0).mean().expand(R, K).clone())
     return {k: torch.stack(v) for k, v in out.items()}
 
