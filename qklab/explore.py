@@ -185,8 +185,8 @@ def _spectrum_title(v: SpectrumView) -> str:
     return (
         f"m = {v.mean:g}, s = {v.std:g}, scale {v.scale:g}: kappa = {v.kappa:.3f}, sqrt(d) kappa = {math.sqrt(v.d) * v.kappa:.2f}; "
         f"{_TOKEN_LABEL[v.tokens]}, d = {v.d}, T = {v.T}<br>last query: softmax entropy {v.entropy:.2f} nats "
-        f"(uniform {math.log(v.T):.2f}), sparsemax support {v.support:.1f} keys, {v.share:.2f} of it on {where}; "
-        f"residual of A X {v.residual:.2f} (input {v.residual_in:.2f})"
+        f"(uniform {math.log(v.T):.2f}), sparsemax support {v.support:.1f} keys, {v.share:.2f} of it on {where}<br>"
+        f"relative token residual of A X {v.residual:.2f} (of X {v.residual_in:.2f})"
     )
 
 
@@ -300,7 +300,7 @@ def _scale_title(v: ScaleView) -> str:
     mask = "causal mask" if v.causal else "no mask"
     return (
         f"logit scale c = {v.scale:.3g} (temperature {1 / v.scale:.3g}); W_QK eigenvalues mean {v.mean:g}, sd {v.std:g}; "
-        f"d = T = {v.d}, {mask}<br>entropy {v.entropy:.2f} of uniform, residual of A X {v.residual:.2f} (input {v.residual_in:.2f})"
+        f"d = {v.d}, T = {v.T}, {mask}<br>entropy {v.entropy:.2f} of uniform, residual of A X {v.residual:.2f} (input {v.residual_in:.2f})"
     )
 
 
@@ -618,7 +618,7 @@ def _slider_figure(
     fig.update_layout(
         template="plotly_white",
         height=height,
-        margin=dict(t=110, b=150, l=50, r=20),
+        margin=dict(t=125, b=150, l=50, r=20),
         title=dict(text=steps[active][1], font=dict(size=12), x=0.0, xanchor="left"),
         sliders=[dict(active=active, currentvalue=dict(prefix=f"{param}: "), pad=dict(t=50), steps=slider_steps)],
         showlegend=True,

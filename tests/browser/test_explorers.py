@@ -30,6 +30,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "_build" / "browser-artifacts"
 
 # page -> the explorers it must hold (data-explorer names, in page order)
 EXPLORER_PAGES = {
+    "chapters/01_bilinear_form.html": ["temperature"],
+    "chapters/03_rank_collapse.html": ["depth"],
+    "chapters/05_two_collapses.html": ["scale"],
     "chapters/07_localization.html": ["spectrum"],
 }
 
@@ -113,7 +116,11 @@ def test_chapter_07_typesets_math_offline(open_page):
     """The explorer's page is also a page with math: MathJax, served locally, typesets it."""
     visit = open_page("chapters/07_localization.html")
     page = visit.page
-    page.wait_for_selector("mjx-container", timeout=20_000)
+    # The first formula may sit in a closed dropdown: wait for typeset math, visible or not.
+    page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
     page.wait_for_load_state("networkidle")
-    assert page.locator("mjx-container").count() >= 1
+    assert page.locator("mjx-container:visible").count() >= 10
+    # No raw TeX left in the prose (code cells may hold TeX in plot labels, so only paragraphs).
+    prose = "\n".join(page.locator("main p").all_inner_texts())
+    assert "\\kappa" not in prose and "\\sqrt" not in prose, "some math was not typeset"
     _assert_clean(visit, "chapters/07_localization.html")
