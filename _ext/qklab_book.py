@@ -5,6 +5,9 @@ it writes `plotly.offline.get_plotlyjs()` to `<outdir>/_static/qklab-offline/plo
 that script only to pages whose body contains a plotly figure (`class="plotly-graph-div"`), so
 other pages do not load 4 MB of JavaScript. (2) Removes repeated identical scripts from a page
 (sphinx-thebe's configuration is emitted twice by Jupyter Book 1.0.4, a browser console error).
+(3) Drops the ipywidgets manager (require.js and embed-amd.js, from CDNs by default) and the widget
+state from pages that display no widget, e.g. chapters whose live explorers sit in `remove-cell`
+cells.
 
 How a chapter shows a plotly figure that works in the static book with no network:
 `IPython.display.HTML(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False))`.
@@ -73,7 +76,35 @@ def _add_plotly_to_page(app: Any, pagename: str, templatename: str, context: dic
         app.add_js_file(PLOTLY_JS, priority=200)
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _drop_unused_widget_js(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Leave out the widget manager on pages that display no widget.
+
+    A notebook whose cells create ipywidgets carries their state, and myst-nb then adds to its page
+    the state and the scripts of `nb_ipywidgets_js` (by default require.js and the widget manager,
+    from public CDNs). The explorers' live widgets sit in `remove-cell` cells: the page shows no
+    widget, so those scripts would only be network requests, failing offline. They are dropped
+    from every page whose body holds no widget view; pages that show a widget keep them.
+    """
+    body = context.get("body") or ""
+    scripts = context.get("script_files")
+    if _WIDGET_VIEW in body or not isinstance(scripts, list):
+        return
+    loaders = {str(path) for path in (getattr(app.config, "nb_ipywidgets_js", None) or {})}
+
+    def is_widget_js(js: Any) -> bool:
+        attributes = getattr(js, "attributes", {}) or {}
+        return attributes.get("type") == _WIDGET_STATE or str(getattr(js, "filename", js) or "") in loaders
+
+    scripts[:] = [js for js in scripts if not is_widget_js(js)]
+
+
 def setup(app: Any) -> dict:
     app.connect("builder-inited", _write_plotly_js)
     app.connect("html-page-context", _add_plotly_to_page)
+    # After myst-nb's own handler (default priority 500), which adds the widget scripts.
+    app.connect("html-page-context", _drop_unused_widget_js, priority=900)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}
