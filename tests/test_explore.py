@@ -286,3 +286,22 @@ def test_widgets_redraw_on_change(monkeypatch):
     dw = E.depth_widget(depth=4)
     dw.children[0].value = 9
     assert calls[-1][0] == 9
+
+
+def test_widget_callbacks_draw_without_error():
+    """The widgets' callbacks (which interactive would run on every change) really draw.
+
+    `ipywidgets.interactive` catches exceptions in its callback and only shows them, so call the
+    callback directly with the widgets' current values: a broken explorer raises here.
+    """
+    pytest.importorskip("ipywidgets")
+    widgets = [
+        E.spectrum_widget(n_samples=20, **SMALL),
+        E.scale_widget(knob="temperature", **SMALL),
+        E.depth_widget(depth=3, **SMALL),
+    ]
+    for w in widgets:
+        kwargs = {c._kwarg: c.get_interact_value() for c in w.kwargs_widgets}
+        w.f(**kwargs)
+        assert plt.get_fignums(), "the callback drew no figure"
+        plt.close("all")
