@@ -235,10 +235,12 @@ class Attention(nn.Module):
     # --- forward --------------------------------------------------------------------------
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         B, T, _ = x.shape
+        hd = self.n_heads * self.d_head
         qkv = F.linear(x, self.qkv_weight(update=self.training))  # (B, T, 3 H d_h)
-        qkv = qkv.view(B, T, 3, self.n_heads, self.d_head)  # (B, T, 3, H, d_h)
-        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, d_h)
-        return qkv[0], qkv[1], qkv[2]
+        # split (whose backward is one cat) rather than indexing a permuted view (whose backward
+        # zero-fills a (3, B, H, T, d_h) buffer): about 1 ms a step less at the book's sizes
+        q, k, v = qkv.split(hd, dim=2)  # each (B, T, H d_h)
+        return tuple(t.view(B, T, self.n_heads, self.d_head).transpose(1, 2) for t in (q, k, v))  # each (B, H, T, d_h)
 
     def _merge(self, z: Tensor) -> Tensor:
         B, H, T, dh = z.shape

@@ -7,9 +7,15 @@ weights are stacked along a leading "ensemble" dimension and one forward/backwar
 of them (`torch.func.functional_call` under `torch.vmap`), with a hand-written AdamW that takes a
 learning rate, weight decay and gradient clipping per member. Each member sees the same batches,
 initialisation and updates as its sequential run (same numbers up to float rounding).
-`mode="sequential"` calls `qklab.train.train` once per config; `mode="auto"` stacks when there is
-more than one config in a group and no checkpointing is asked for (stacking measured faster on a
-2-core CPU for the book's small models: see `benchmarks/bench_train.py`).
+`mode="sequential"` calls `qklab.train.train` once per config.
+
+Which is faster depends on how busy the cores are (measured on this project's 2-core CPU, 8 runs
+of the book's model, `benchmarks/bench_train.py`): with torch using 2 threads, stacking was 3-5x
+faster (small ops pay thread-synchronisation costs that one large batched op pays once); with 1
+thread each step is already compute-bound and stacking was slightly slower (0.86x), since it uses
+the explicit-softmax attention (no vmap rule for CPU SDPA) and a Python-level AdamW. So
+`mode="auto"` stacks a group of two or more configs, without checkpointing, on a GPU or when
+torch uses more than one CPU thread, and runs them one after another otherwise.
 
 Members of one stacked group must share `steps`, `batch_size`, `log_every`, `eval_batches`,
 `pattern_steps`, `betas`, `device` and `divergence_factor`; anything else (seed, lr, warm-up,
@@ -88,7 +94,8 @@ def sweep(
     out: list[History | None] = [None] * len(cfgs)
     for idx in groups.values():
         members = [cfgs[i] for i in idx]
-        stack = mode == "stacked" or (mode == "auto" and len(members) > 1 and all(c.checkpoint is None for c in members))
+        stack = mode == "stacked" or (mode == "auto" and len(members) > 1 and all(c.checkpoint is None for c in members)
+                                      and (pick_device(members[0].device).type != "cpu" or torch.get_num_threads() > 1))
         if stack:
             hists = _train_stacked(mcfg, members, data, progress)
         else:

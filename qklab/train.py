@@ -15,10 +15,22 @@ initialisation). Everything is seeded with `TrainConfig.seed` through local gene
 initialisation and batch sampling); with `dropout > 0` torch's global RNG is seeded too, since
 dropout has no generator argument. On CPU two runs with the same seed give identical numbers.
 
-Measured on this project's 2-core CPU (torch 2.13, pydoc corpus, the default small model of
-`book_config()`: 1 layer, 1 head, d_model 64, seq 64, batch 32, pre-LN, Adam betas 0.9/0.95,
-no gradient clipping): see `COLLAPSE_FINDINGS` below for the learning rates at which plain
-training shows entropy collapse and sigma-Reparam stays stable.
+Measured on this project's 2-core CPU (torch 2.13, pydoc corpus, `book_config()`: 1 layer,
+1 head, d_model 64, seq 64, pre-LN; `TrainConfig` defaults: batch 32, AdamW betas 0.9/0.95, constant
+lr, no warm-up, no clipping; 300 steps take about 10-12 s on an idle machine). Seed 0, values at
+step 300 (entropy in nats, mean over queries; uniform causal attention is about 3.2 here):
+
+    lr      plain: val loss / entropy / ||W_QK||_2      sigma-Reparam: val loss / entropy / ||W_QK||_2
+    3e-3    1.96 / 1.74 / ~1   (the default; smooth)    (not needed)
+    1e-2    2.25 / 1.25 / 6                            2.32 / 1.69 / 1.2
+    3e-2    2.75 / 0.01 / 380  ENTROPY COLLAPSE         2.34 / 1.45 / 1.6
+    1e-1    3.40 / 0.00 / 2260 (stuck at unigram loss)  2.67 / 2.73 / 0.3
+
+At lr 3e-2 plain training collapses within the first 25 steps (entropy 3.21 -> 0.04 -> 0.01,
+attention one-hot, the spectral norm of W_QK in the hundreds) and its loss stays well above the
+stable runs for the rest of the run; with sigma-Reparam the same lr trains normally. So chapter 4
+can use lr = 3e-2 (too high) against 3e-3 (normal), 300 steps. The divergence check does not fire
+here: the loss stays finite and below 3 log V; the collapse shows in the entropy, not as NaN.
 """
 
 from __future__ import annotations
@@ -48,13 +60,10 @@ __all__ = [
     "train",
     "book_config",
     "evaluate",
-    "COLLAPSE_FINDINGS",
     "REGULARIZERS",
 ]
 
 REGULARIZERS = ("none", "locater", "qk_l2")
-
-COLLAPSE_FINDINGS = """(filled in from measurements; see the module docstring)"""
 
 
 @dataclass
@@ -233,7 +242,10 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 def param_groups(model: Transformer, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay on matrices (ndim >= 2), none on vectors and scalars."""
+    """AdamW groups: decay on matrices (ndim >= 2), none on vectors and scalars (one group when
+    `weight_decay` is 0, which saves a pass of the optimizer)."""
+    if weight_decay == 0:
+        return [{"params": list(model.parameters()), "weight_decay": 0.0}]
     decay = [p for p in model.parameters() if p.ndim >= 2]
     other = [p for p in model.parameters() if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]

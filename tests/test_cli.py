@@ -33,3 +33,16 @@ def test_bad_arguments_are_reported(tmp_path, capsys):
     assert rc == 2 and "divide" in capsys.readouterr().err
     rc = main(["train", *TINY, "--data", "wikitext2", "--data-dir", str(tmp_path / "none")])
     assert rc == 2 and "WikiText-2" in capsys.readouterr().err
+
+
+def test_reproduce_paper_scale_says_which_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("QKLAB_WIKITEXT2", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rc = main(["reproduce", "locater", "--scale", "paper", "--steps", "1", "--seeds", "0", "--device", "cpu",
+               "--out-dir", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "no local WikiText-2 found" in out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["model_config"]["d_model"] == 128 and summary["model_config"]["norm"] == "post"
+    assert len(summary["rows"]) == 3
