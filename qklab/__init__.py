@@ -2,9 +2,10 @@
 collapse and the QK eigenspectrum".
 
 Modules, each named after the concept it implements (and the chapter that derives it):
-`attention` (ch. 1), `metrics` (ch. 2), `spectrum` (ch. 6), `theory` (ch. 7), `model`,
-`regularizers`, `data`, `train` (ch. 4, 9, 10), `explore` (explorers), `checks` (exercises),
-`ledger` (claims ledger).
+`attention` (ch. 1), `metrics` (ch. 2), `collapse` (ch. 3, 5, 8), `spectrum` (ch. 6),
+`theory` and `localization` (ch. 7), `model`, `regularizers`, `data`, `train`, `sweep`
+(ch. 4, 9, 10), `cli` (the `qklab` command), `explore` (explorers), `checks` (exercises),
+`exercises` (learner notebooks), `ledger` (claims ledger).
 """
 
 from __future__ import annotations
