@@ -159,16 +159,6 @@ def _sinusoidal(T: int, d: int) -> Tensor:
     return pe
 
 
-def _qk_unchecked(W_Q: Tensor, W_K: Tensor) -> QK:
-    """A `QK` of a model's own weights without `QK`'s input validation: the shapes are right by
-    construction, and skipping the finiteness check keeps a training step free of a host sync and
-    lets the penalty run under `torch.vmap` (`qklab.sweep`). Non-finite weights are caught by the
-    training loop's loss check instead."""
-    qk = QK.__new__(QK)
-    qk.W_Q, qk.W_K = W_Q, W_K
-    return qk
-
-
 class Attention(nn.Module):
     """Causal multi-head self-attention with a fused, bias-free QKV projection.
 
@@ -230,7 +220,7 @@ class Attention(nn.Module):
 
     def qk(self) -> QK:
         """The heads' query-key matrices as one `QK` (leading dimension: heads)."""
-        return _qk_unchecked(self.W_Q, self.W_K)
+        return QK(self.W_Q, self.W_K, validate=False)
 
     # --- forward --------------------------------------------------------------------------
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -391,7 +381,7 @@ class Transformer(nn.Module):
     def qk(self, layer: int | None = None) -> QK:
         """`QK` of layer `layer` (heads leading, `(H, d, d_h)`), or of all layers `(L, H, d, d_h)`."""
         if layer is None:
-            return _qk_unchecked(self.W_Q, self.W_K)
+            return QK(self.W_Q, self.W_K, validate=False)
         return self.blocks[self._layer(layer)].attn.qk()
 
     def _layer(self, layer: int) -> int:

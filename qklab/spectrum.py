@@ -38,6 +38,10 @@ class QK:
     Args:
         W_Q, W_K: `(..., d, d_h)`; leading dimensions index heads (and layers). The score
             convention is `x_i^T W_QK x_j`, with the `1/sqrt(d_h)` temperature *not* included.
+        validate: check dtypes, shapes and finiteness (default). A model passes `False` for
+            its own weights: their shapes are right by construction, and skipping the
+            finiteness check avoids a host sync every training step and works under
+            `torch.vmap` (non-finite weights are caught by the training loop's loss check).
 
     Statistics return one value per head, shape `(...)`. With `n` the normaliser (`over`):
     `mean m = tr(W)/n`; `variance` (default `kind="bound"`) `||W||_F^2/n - m^2`, which for
@@ -49,13 +53,14 @@ class QK:
     `kappa = m / r = m / sqrt(m^2 + variance)`.
     """
 
-    def __init__(self, W_Q: Tensor, W_K: Tensor) -> None:
-        W_Q = as_float_tensor(W_Q, "W_Q", min_ndim=2)
-        W_K = as_float_tensor(W_K, "W_K", min_ndim=2)
-        if W_Q.shape != W_K.shape:
-            raise ValueError(f"W_Q and W_K must have the same shape (..., d, d_h), got {tuple(W_Q.shape)} and {tuple(W_K.shape)}")
-        if W_Q.shape[-1] > W_Q.shape[-2]:
-            raise ValueError(f"expected d_h <= d for W_Q of shape (..., d, d_h), got {tuple(W_Q.shape)}")
+    def __init__(self, W_Q: Tensor, W_K: Tensor, validate: bool = True) -> None:
+        if validate:
+            W_Q = as_float_tensor(W_Q, "W_Q", min_ndim=2)
+            W_K = as_float_tensor(W_K, "W_K", min_ndim=2)
+            if W_Q.shape != W_K.shape:
+                raise ValueError(f"W_Q and W_K must have the same shape (..., d, d_h), got {tuple(W_Q.shape)} and {tuple(W_K.shape)}")
+            if W_Q.shape[-1] > W_Q.shape[-2]:
+                raise ValueError(f"expected d_h <= d for W_Q of shape (..., d, d_h), got {tuple(W_Q.shape)}")
         self.W_Q = W_Q
         self.W_K = W_K
 
