@@ -418,8 +418,9 @@ def qkv_gradient_norms(
         X: `(T, d)` or `(B, T, d)`, one network per sequence.
 
     Returns:
-        `{"W_Q", "W_K", "W_V": (B, depth) Frobenius norms, "cosine": (B, depth) token cosine of
-        each layer's input}` (without the batch dimension for a single sequence).
+        A dict: `"W_Q"`, `"W_K"`, `"W_V"` hold `(B, depth)` Frobenius norms of the gradients,
+        `"cosine"` the `(B, depth)` token cosine of each layer's input (without the batch
+        dimension for a single sequence).
     """
     _check_block(block)
     Xb, single = _as_batch(X)

@@ -4,6 +4,7 @@ What is here:
 
 - `ModelConfig`, a dataclass with documented defaults (why each default is what it is);
 - `Transformer`, a nanoGPT-like causal language model built from it, with
+
   - per-head views `W_Q`, `W_K`, `W_V` of shape `(n_heads, d, d_h)` and `W_O` of shape
     `(n_heads, d_h, d)` for every layer, in the course's convention
     `score_ij = x_i^T W_Q W_K^T x_j / sqrt(d_h)` (`x_i` the *input of the attention layer*,
@@ -16,6 +17,7 @@ What is here:
     initialisation (Trockman and Kolter 2023): every head's `W_Q W_K^T` is set near
     `alpha I + beta Z`; `mimetic_report` says what spectrum was actually realised, since a head
     can only hold the best rank-`d_h` approximation of that target.
+
 - sigma-Reparam of the query and key projections (Zhai et al. 2023) when
   `ModelConfig(sigma_reparam=True)`; the reparametrisation itself is `qklab.regularizers.SigmaReparam`.
 
