@@ -26,7 +26,7 @@ NB_ENV := OMP_NUM_THREADS=$(NB_THREADS) MKL_NUM_THREADS=$(NB_THREADS)
 
 BOOK_OUT := _build/html
 
-.PHONY: help venv book test unit exercises-check notebooks browser exercises check-exercise strip clean
+.PHONY: help venv execute book test unit exercises-check notebooks browser exercises check-exercise strip clean
 
 help:
 	@echo "make book                         build the book into $(BOOK_OUT) (open $(BOOK_OUT)/index.html)"
@@ -47,8 +47,24 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $@
 
 # --- the book -----------------------------------------------------------------------------------
+# Execution: the chapters run two at a time (one thread each) into the jupyter-cache that the
+# book build reads, so each chapter executes once and the build itself only renders. The cache
+# keys on the notebooks' code cells alone, so it is dropped whenever the package or the pinned
+# requirements change: every build shows what the current code computes.
+CACHE := _build/.jupyter_cache
+JCACHE := JUPYTERCACHE=$(CACHE) $(BIN)/jcache
+SOURCE_HASH = $(shell cat requirements.txt $$(find qklab -name '*.py' | sort) | sha256sum | cut -c1-16)
+
+execute: $(STAMP)
+	@if [ "$$(cat _build/qklab-source 2>/dev/null)" != "$(SOURCE_HASH)" ]; then rm -rf $(CACHE) _build/claims; fi
+	@mkdir -p _build && echo "$(SOURCE_HASH)" > _build/qklab-source
+	@yes | $(JCACHE) notebook clear > /dev/null 2>&1 || true
+	@yes | $(JCACHE) notebook add chapters/*.ipynb > /dev/null
+	$(NB_ENV) $(JCACHE) project execute --executor local-parallel --timeout $(NB_TIMEOUT)
+
 # -W -n: every warning (broken reference included) is an error; --keep-going lists them all.
-book: $(STAMP)
+# A chapter that failed to execute above is executed again here and its error reported.
+book: execute
 	$(BIN)/jupyter-book build -W -n --keep-going .
 	@echo "Book built: open $(BOOK_OUT)/index.html"
 
