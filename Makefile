@@ -58,8 +58,9 @@ SOURCE_HASH = $(shell cat requirements.txt $$(find qklab -name '*.py' | sort) | 
 execute: $(STAMP)
 	@if [ "$$(cat _build/qklab-source 2>/dev/null)" != "$(SOURCE_HASH)" ]; then rm -rf $(CACHE) _build/claims; fi
 	@mkdir -p _build && echo "$(SOURCE_HASH)" > _build/qklab-source
-	@yes | $(JCACHE) notebook clear > /dev/null 2>&1 || true
-	@yes | $(JCACHE) notebook add chapters/*.ipynb > /dev/null
+	@mkdir -p $(CACHE)
+	@$(JCACHE) notebook clear --force > /dev/null
+	@$(JCACHE) notebook add chapters/*.ipynb > /dev/null
 	$(NB_ENV) $(JCACHE) project execute --executor local-parallel --timeout $(NB_TIMEOUT)
 
 # -W -n: every warning (broken reference included) is an error; --keep-going lists them all.
