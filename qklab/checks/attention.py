@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from qklab.attention import attn_scores, pattern
-from qklab.checks.core import Case, Mistake, check_function, check_value
+from qklab.checks.core import Case, Mistake, check_function, check_value, gaussian
 
 __all__ = [
     "check_attention_pattern",
@@ -41,17 +41,12 @@ def attention_pattern_reference(X: Tensor, W_Q: Tensor, W_K: Tensor, causal: boo
 
 # --- the inputs ------------------------------------------------------------------------------
 
-def _gaussian(shape: tuple[int, ...], seed: int, std: float = 1.0) -> Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return std * torch.randn(*shape, generator=g, dtype=torch.float64)
-
-
 def _case(description: str, X_shape: tuple[int, ...], W_shape: tuple[int, ...], seed: int, causal: bool, token_scale: float = 1.0) -> Case:
     """Tokens `N(0, token_scale^2)`, weights `N(0, 1/d)`, so that scores are of order 1 when `token_scale = 1`."""
     d = W_shape[-2]
-    X = _gaussian(X_shape, seed, token_scale)
-    W_Q = _gaussian(W_shape, seed + 1, 1 / math.sqrt(d))
-    W_K = _gaussian(W_shape, seed + 2, 1 / math.sqrt(d))
+    X = gaussian(X_shape, seed, token_scale)
+    W_Q = gaussian(W_shape, seed + 1, 1 / math.sqrt(d))
+    W_K = gaussian(W_shape, seed + 2, 1 / math.sqrt(d))
     return Case(description, (X, W_Q, W_K), {"causal": causal})
 
 

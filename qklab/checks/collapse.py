@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from qklab.attention import pattern
-from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, gaussian
 from qklab.collapse import (
     _band,
     attention_stack_residuals,
@@ -47,21 +47,13 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int, std: float = 1.0) -> Tensor:
-    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64) * std
-
-
 # --- chapter 3 -------------------------------------------------------------------------------------
 
 def _stack_weights(L: int, d: int, d_h: int, seed: int, gain: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
     return (
-        _randn(L, d, d_h, seed=seed, std=gain / math.sqrt(d)),
-        _randn(L, d, d_h, seed=seed + 1, std=gain / math.sqrt(d)),
-        _randn(L, d, d, seed=seed + 2, std=1 / math.sqrt(d)),
+        gaussian((L, d, d_h), seed=seed, std=gain / math.sqrt(d)),
+        gaussian((L, d, d_h), seed=seed + 1, std=gain / math.sqrt(d)),
+        gaussian((L, d, d), seed=seed + 2, std=1 / math.sqrt(d)),
     )
 
 
@@ -110,13 +102,13 @@ _STACK_MISTAKES = [
 
 def check_stack_residuals(fn: Callable[..., Tensor]) -> None:
     """Chapter 3, exercise `ex-stack-residuals`: `fn(X, W_Q, W_K, W_V, causal=False) -> (..., L + 1)`."""
-    X1 = _randn(6, 4, seed=1)
+    X1 = gaussian((6, 4), seed=1)
     cases = [
         Case("one layer, T = 6, d = 4", (X1, *_stack_weights(1, 4, 4, seed=10, gain=2.0))),
         Case("three layers, d_h = 2 < d = 4", (X1, *_stack_weights(3, 4, 2, seed=20, gain=3.0))),
-        Case("a batch of 3 sequences, two layers", (_randn(3, 5, 4, seed=2), *_stack_weights(2, 4, 4, seed=30, gain=2.0))),
+        Case("a batch of 3 sequences, two layers", (gaussian((3, 5, 4), seed=2), *_stack_weights(2, 4, 4, seed=30, gain=2.0))),
         Case("causal mask, two layers", (X1, *_stack_weights(2, 4, 4, seed=40, gain=2.0)), {"causal": True}),
-        Case("a single token (T = 1): the residual is 0", (_randn(1, 4, seed=3), *_stack_weights(2, 4, 4, seed=50))),
+        Case("a single token (T = 1): the residual is 0", (gaussian((1, 4), seed=3), *_stack_weights(2, 4, 4, seed=50))),
     ]
     check_function(fn, attention_stack_residuals, cases, name="stack_residuals", mistakes=_STACK_MISTAKES,
                    hint="layer l: A = pattern(X W_Q[l] (X W_K[l])^T / sqrt(d_h), causal), then X = A X W_V[l]; "
@@ -141,7 +133,7 @@ def check_running_products(fn: Callable[[Tensor], Tensor]) -> None:
         Case("a single matrix (L = 1)", (random_stochastic(1, 4, 1.0, seed=1),)),
         Case("three 4 x 4 stochastic matrices", (random_stochastic(3, 4, 2.0, seed=2),)),
         Case("a batch of 2 sequences of 3 causal matrices", (random_stochastic((2, 3), 5, 2.0, causal=True, seed=3),)),
-        Case("non-stochastic 3 x 3 matrices (the order matters)", (_randn(4, 3, 3, seed=4),)),
+        Case("non-stochastic 3 x 3 matrices (the order matters)", (gaussian((4, 3, 3), seed=4),)),
     ]
     check_function(fn, running_products, cases, name="running_products", mistakes=_PRODUCT_MISTAKES,
                    hint="start with P = A[..., 0, :, :], then P = A[..., l, :, :] @ P, and stack the P's along dim=-3.")
@@ -200,11 +192,11 @@ _ENTROPY_MISTAKES = [
 def check_mean_normalized_entropy(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 5, exercise `ex-sweep-entropy`: `fn(X, W) -> ()`, the mean of `H_i / log T`."""
     cases = [
-        Case("T = 5, d = 3, W = 0 (uniform attention: 1)", (_randn(5, 3, seed=1), torch.zeros(3, 3, dtype=torch.float64))),
-        Case("T = 6, d = 4, a random symmetric W", (_randn(6, 4, seed=2), random_qk(4, 0.0, 2.0, seed=3, dtype=torch.float64))),
-        Case("a batch of 3 sequences, T = 7, d = 2", (_randn(3, 7, 2, seed=4), random_qk(2, 1.0, 1.0, seed=5, dtype=torch.float64))),
-        Case("a non-symmetric W, T = 6, d = 3", (_randn(6, 3, seed=9), _randn(3, 3, seed=10, std=2.0))),
-        Case("large logits (W = 50 I): nearly one-hot", (_randn(4, 3, seed=6), 50 * torch.eye(3, dtype=torch.float64))),
+        Case("T = 5, d = 3, W = 0 (uniform attention: 1)", (gaussian((5, 3), seed=1), torch.zeros(3, 3, dtype=torch.float64))),
+        Case("T = 6, d = 4, a random symmetric W", (gaussian((6, 4), seed=2), random_qk(4, 0.0, 2.0, seed=3, dtype=torch.float64))),
+        Case("a batch of 3 sequences, T = 7, d = 2", (gaussian((3, 7, 2), seed=4), random_qk(2, 1.0, 1.0, seed=5, dtype=torch.float64))),
+        Case("a non-symmetric W, T = 6, d = 3", (gaussian((6, 3), seed=9), gaussian((3, 3), seed=10, std=2.0))),
+        Case("large logits (W = 50 I): nearly one-hot", (gaussian((4, 3), seed=6), 50 * torch.eye(3, dtype=torch.float64))),
     ]
     check_function(fn, mean_normalized_entropy_reference, cases, name="mean_normalized_entropy", mistakes=_ENTROPY_MISTAKES,
                    hint="A = softmax(X W X^T / sqrt(d), dim=-1); H_i = -sum_j A_ij log A_ij; return mean(H_i) / log T.")
@@ -232,7 +224,7 @@ def _half_scale_of(metric: Callable[[float], float], target: float, lo: float = 
 
 def check_half_entropy_scale(fn: Callable[..., float]) -> None:
     """Chapter 5, exercise `ex-half-entropy`: `fn(X, B) -> r` where the mean normalised entropy is 1/2."""
-    X = _randn(4, 16, 16, seed=7)
+    X = gaussian((4, 16, 16), seed=7)
     for name, B in (("B = I (a concentrated spectrum)", torch.eye(16, dtype=torch.float64)),
                     ("B random, zero mean", random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64))):
         try:
@@ -287,12 +279,12 @@ _LOCALIZATION_MISTAKES = [
 
 def check_localization(fn: Callable[..., Tensor]) -> None:
     """Chapter 8, exercise `ex-localization`: `fn(A, window=1, causal=False) -> (...)`."""
-    A1 = pattern(_randn(6, 6, seed=1, std=2.0))
+    A1 = pattern(gaussian((6, 6), seed=1, std=2.0))
     cases = [
         Case("uniform attention over T = 5 (gives 1)", (torch.full((5, 5), 0.2, dtype=torch.float64),)),
         Case("a random 6 x 6 pattern, window 1", (A1,)),
-        Case("a batch of patterns, window 2", (pattern(_randn(3, 7, 7, seed=2, std=2.0)),), {"window": 2}),
-        Case("a causal pattern, window 3", (pattern(_randn(7, 7, seed=3, std=2.0), causal=True),), {"window": 3, "causal": True}),
+        Case("a batch of patterns, window 2", (pattern(gaussian((3, 7, 7), seed=2, std=2.0)),), {"window": 2}),
+        Case("a causal pattern, window 3", (pattern(gaussian((7, 7), seed=3, std=2.0), causal=True),), {"window": 3, "causal": True}),
         Case("the identity (all mass on the query), window 1", (torch.eye(4, dtype=torch.float64),)),
     ]
     check_function(fn, localization, cases, name="localization", mistakes=_LOCALIZATION_MISTAKES,

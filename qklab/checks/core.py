@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Case", "Mistake", "ExerciseCheckError", "check_function", "check_value"]
+__all__ = ["Case", "Mistake", "ExerciseCheckError", "check_function", "check_value", "gaussian"]
 
 
 class ExerciseCheckError(AssertionError):
@@ -42,6 +42,11 @@ class Mistake:
     label: str
     fn: Callable[..., Any]
     hint: str
+
+
+def gaussian(shape: tuple[int, ...], seed: int, std: float = 1.0) -> Tensor:
+    """A seeded float64 `N(0, std^2)` tensor: the inputs of check cases."""
+    return std * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _clone(value: Any) -> Any:

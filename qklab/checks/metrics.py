@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from qklab.checks.core import Case, Mistake, check_function, check_value
+from qklab.checks.core import Case, Mistake, check_function, check_value, gaussian
 from qklab.metrics import attention_entropy, effective_rank, token_residual
 
 __all__ = [
@@ -44,12 +44,8 @@ __all__ = [
 ]
 
 
-def _gaussian(shape: tuple[int, ...], seed: int) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
 def _random_pattern(shape: tuple[int, ...], seed: int) -> Tensor:
-    return torch.softmax(_gaussian(shape, seed), dim=-1)
+    return torch.softmax(gaussian(shape, seed), dim=-1)
 
 
 def _uniform_causal(T: int) -> Tensor:
@@ -74,7 +70,7 @@ ENTROPY_CASES: tuple[Case, ...] = (
     Case("a random 5 x 7 pattern (5 queries, 7 keys)", (_random_pattern((5, 7), 1),)),
     Case("a one-hot 4 x 4 pattern (exact zeros)", (torch.eye(4, dtype=torch.float64),)),
     Case("a uniform causal 6 x 6 pattern (zeros above the diagonal)", (_uniform_causal(6),)),
-    Case("a batch of 2 sequences x 3 heads of 4 x 4 causal patterns", (torch.softmax(_gaussian((2, 3, 4, 4), 2).masked_fill(torch.ones(4, 4).triu(1).bool(), -math.inf), dim=-1),)),
+    Case("a batch of 2 sequences x 3 heads of 4 x 4 causal patterns", (torch.softmax(gaussian((2, 3, 4, 4), 2).masked_fill(torch.ones(4, 4).triu(1).bool(), -math.inf), dim=-1),)),
     Case("a single row over 5 keys, shape (1, 5)", (_random_pattern((1, 5), 3),)),
 )
 
@@ -128,11 +124,11 @@ def _fro(M: Tensor) -> Tensor:
 
 
 RESIDUAL_CASES: tuple[Case, ...] = (
-    Case("4 random tokens in d = 3", (_gaussian((4, 3), 10),)),
-    Case("5 identical tokens (residual 0)", (torch.ones(5, 1, dtype=torch.float64) * _gaussian((1, 3), 11),)),
-    Case("one token, shape (1, 4)", (_gaussian((1, 4), 12),)),
-    Case("a batch of 3 sequences of 6 tokens in d = 4", (_gaussian((3, 6, 4), 13),)),
-    Case("6 tokens sharing a large offset (10 + noise)", (10.0 + _gaussian((6, 4), 14),)),
+    Case("4 random tokens in d = 3", (gaussian((4, 3), 10),)),
+    Case("5 identical tokens (residual 0)", (torch.ones(5, 1, dtype=torch.float64) * gaussian((1, 3), 11),)),
+    Case("one token, shape (1, 4)", (gaussian((1, 4), 12),)),
+    Case("a batch of 3 sequences of 6 tokens in d = 4", (gaussian((3, 6, 4), 13),)),
+    Case("6 tokens sharing a large offset (10 + noise)", (10.0 + gaussian((6, 4), 14),)),
 )
 
 RESIDUAL_MISTAKES: tuple[Mistake, ...] = (
@@ -204,9 +200,9 @@ def _erank_nan(X: Tensor) -> Tensor:
 
 ERANK_CASES: tuple[Case, ...] = (
     Case("the 4 x 4 identity (effective rank 4)", (torch.eye(4, dtype=torch.float64),)),
-    Case("a random 6 x 3 matrix", (_gaussian((6, 3), 20),)),
+    Case("a random 6 x 3 matrix", (gaussian((6, 3), 20),)),
     Case("a diagonal 3 x 3 matrix with singular values 3, 1, 0", (torch.diag(torch.tensor([3.0, 1.0, 0.0], dtype=torch.float64)),)),
-    Case("a batch of 2 random 5 x 5 matrices", (_gaussian((2, 5, 5), 21),)),
+    Case("a batch of 2 random 5 x 5 matrices", (gaussian((2, 5, 5), 21),)),
 )
 
 ERANK_MISTAKES: tuple[Mistake, ...] = (

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, gaussian
 from qklab.regularizers import locater_per_head
 from qklab.spectrum import QK
 
@@ -66,10 +66,6 @@ __all__ = [
     "check_layernorm_norm",
     "check_embedding_norm",
 ]
-
-
-def _gaussian(shape: tuple[int, ...], seed: int) -> Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 # === Chapter 4 ====================================================================================
@@ -231,8 +227,8 @@ def _iterated(fn: Callable[..., object], steps: int) -> Callable[[Tensor, Tensor
 
 def _with_gap(m: int, n: int, seed: int) -> Tensor:
     """A float64 `(m, n)` matrix with singular values 3, 1.5, 1, 0.8, ...: a clear spectral gap."""
-    U, _ = torch.linalg.qr(_gaussian((m, m), seed))
-    V, _ = torch.linalg.qr(_gaussian((n, n), seed + 1))
+    U, _ = torch.linalg.qr(gaussian((m, m), seed))
+    V, _ = torch.linalg.qr(gaussian((n, n), seed + 1))
     k = min(m, n)
     s = torch.tensor([3.0, 1.5] + [1.0 / (1 + 0.25 * i) for i in range(k - 2)], dtype=torch.float64)[:k]
     return (U[:, :k] * s) @ V[:, :k].T
@@ -240,10 +236,10 @@ def _with_gap(m: int, n: int, seed: int) -> Tensor:
 
 def _power_cases() -> list[Case]:
     return [
-        Case("a square 4 x 4 matrix, one step", (_gaussian((4, 4), 1), _gaussian((4,), 2))),
-        Case("a wide 3 x 6 matrix, one step", (_gaussian((3, 6), 3), _gaussian((3,), 4))),
-        Case("a tall 6 x 3 matrix, one step", (_gaussian((6, 3), 5), _gaussian((6,), 6))),
-        Case("a large 64 x 64 matrix (entries of order 0.02), one step", (0.02 * _gaussian((64, 64), 7), _gaussian((64,), 8))),
+        Case("a square 4 x 4 matrix, one step", (gaussian((4, 4), 1), gaussian((4,), 2))),
+        Case("a wide 3 x 6 matrix, one step", (gaussian((3, 6), 3), gaussian((3,), 4))),
+        Case("a tall 6 x 3 matrix, one step", (gaussian((6, 3), 5), gaussian((6,), 6))),
+        Case("a large 64 x 64 matrix (entries of order 0.02), one step", (0.02 * gaussian((64, 64), 7), gaussian((64,), 8))),
     ]
 
 
@@ -261,8 +257,8 @@ def check_power_step(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> N
         quiet=True,
     )
     converge = [
-        Case("30 steps on a 5 x 5 matrix with singular values 3, 1.5, ...", (_with_gap(5, 5, 10), _gaussian((5,), 11))),
-        Case("30 steps on a 8 x 4 matrix with singular values 3, 1.5, ...", (_with_gap(8, 4, 12), _gaussian((8,), 13))),
+        Case("30 steps on a 5 x 5 matrix with singular values 3, 1.5, ...", (_with_gap(5, 5, 10), gaussian((5,), 11))),
+        Case("30 steps on a 8 x 4 matrix with singular values 3, 1.5, ...", (_with_gap(8, 4, 12), gaussian((8,), 13))),
     ]
     check_function(
         _iterated(fn, 30),
@@ -405,19 +401,19 @@ HEAD_STATS_MISTAKES = [
 
 def _head_cases() -> list[Case]:
     d, d_h = 16, 4
-    ident_q = torch.eye(d, d_h, dtype=torch.float64) * 0.9 + 0.05 * _gaussian((d, d_h), 21)
-    ident_k = torch.eye(d, d_h, dtype=torch.float64) * 1.1 + 0.05 * _gaussian((d, d_h), 22)
+    ident_q = torch.eye(d, d_h, dtype=torch.float64) * 0.9 + 0.05 * gaussian((d, d_h), 21)
+    ident_k = torch.eye(d, d_h, dtype=torch.float64) * 1.1 + 0.05 * gaussian((d, d_h), 22)
     rot = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
     rot_q = torch.zeros(4, 2, dtype=torch.float64)
     rot_q[:2] = torch.eye(2, dtype=torch.float64)
     rot_k = torch.zeros(4, 2, dtype=torch.float64)
     rot_k[:2] = rot.T  # W_Q W_K^T = rotation by 90 degrees in the first two coordinates
     return [
-        Case("one Gaussian head, d = 8, d_h = 4", (_gaussian((8, 4), 20), _gaussian((8, 4), 23))),
+        Case("one Gaussian head, d = 8, d_h = 4", (gaussian((8, 4), 20), gaussian((8, 4), 23))),
         Case("a near-identity head (positive mean), d = 16, d_h = 4", (ident_q, ident_k)),
-        Case("three heads at once, (3, 16, 4)", (_gaussian((3, 16, 4), 24), _gaussian((3, 16, 4), 25))),
+        Case("three heads at once, (3, 16, 4)", (gaussian((3, 16, 4), 24), gaussian((3, 16, 4), 25))),
         Case("a rotation block: eigenvalues +-i, trace variance negative", (rot_q, rot_k)),
-        Case("a full-rank head, d = d_h = 6", (_gaussian((6, 6), 26), _gaussian((6, 6), 27))),
+        Case("a full-rank head, d = d_h = 6", (gaussian((6, 6), 26), gaussian((6, 6), 27))),
     ]
 
 
@@ -549,10 +545,10 @@ def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     U, S, Vh = torch.linalg.svd(rot)
     rot_q, rot_k = U[:, :2] * S[:2].sqrt(), Vh[:2].T * S[:2].sqrt()  # W_Q W_K^T = the rotation block
     cases = [
-        Case("one Gaussian head, d = 8, d_h = 4", (_gaussian((8, 4), 30), _gaussian((8, 4), 31))),
-        Case("a symmetric head (W_Q = W_K): all forms agree", (_gaussian((6, 3), 32), None)),
+        Case("one Gaussian head, d = 8, d_h = 4", (gaussian((8, 4), 30), gaussian((8, 4), 31))),
+        Case("a symmetric head (W_Q = W_K): all forms agree", (gaussian((6, 3), 32), None)),
         Case("a pure rotation block: symmetric part zero", (rot_q, rot_k)),
-        Case("two layers of three heads, (2, 3, 12, 4)", (_gaussian((2, 3, 12, 4), 33), _gaussian((2, 3, 12, 4), 34))),
+        Case("two layers of three heads, (2, 3, 12, 4)", (gaussian((2, 3, 12, 4), 33), gaussian((2, 3, 12, 4), 34))),
     ]
     cases[1] = Case(cases[1].description, (cases[1].args[0], cases[1].args[0].clone()))
     check_function(fn, symmetric_penalty_reference, cases, name="symmetric_penalty", mistakes=SYMMETRIC_MISTAKES,
