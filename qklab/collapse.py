@@ -418,9 +418,9 @@ def qkv_gradient_norms(
         X: `(T, d)` or `(B, T, d)`, one network per sequence.
 
     Returns:
-        A dict: `"W_Q"`, `"W_K"`, `"W_V"` hold `(B, depth)` Frobenius norms of the gradients,
-        `"cosine"` the `(B, depth)` token cosine of each layer's input (without the batch
-        dimension for a single sequence).
+        Dictionary with keys `"W_Q"`, `"W_K"`, `"W_V"` (the `(B, depth)` Frobenius norms of
+        the gradients) and `"cosine"` (the `(B, depth)` token cosine of each layer's input),
+        without the batch dimension for a single sequence.
     """
     _check_block(block)
     Xb, single = _as_batch(X)
