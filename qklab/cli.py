@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", choices=["locater"])
     r.add_argument("--scale", choices=["book", "paper"], default="book")
     r.add_argument("--wikitext-dir", default=None, help="local WikiText-2 raw files (paper scale)")
+    r.add_argument("--download", action="store_true",
+                   help="paper scale: fetch WikiText-2 with the `datasets` library if no local copy is found")
+    r.add_argument("--strengths", type=_floats, default=None,
+                   help="LocAteR strengths to sweep (default 0,0.1,1; chapter 10 suggests several decades)")
     r.add_argument("--steps", type=int, default=None, help="override the number of steps")
     r.add_argument("--seeds", type=_ints, default=None)
     r.add_argument("--device", default="auto")
@@ -234,13 +238,16 @@ def _cmd_reproduce(a: argparse.Namespace) -> int:
         found = qd.find_wikitext2(a.wikitext_dir)
         if found is not None:
             data, note = qd.load_wikitext2(found, level="word"), f"WikiText-2 (word level) from {found}"
+        elif a.download:
+            data, note = qd.load_wikitext2(level="word", download=True), "WikiText-2 (word level), downloaded"
         else:
             data = qd.pydoc_corpus()
             note = ("pydoc corpus (offline, character level): no local WikiText-2 found "
-                    "(pass --wikitext-dir or set QKLAB_WIKITEXT2)")
+                    "(pass --wikitext-dir, set QKLAB_WIKITEXT2 or add --download)")
         steps, seeds, strengths = 3000, [0, 1, 2], [0.0, 0.1, 1.0]
     steps = a.steps or steps
     seeds = a.seeds or seeds
+    strengths = a.strengths or strengths
     print(f"reproduce locater, scale {a.scale}: data = {note}")
     base = TrainConfig(steps=steps, device=a.device, regularizer="locater", progress=not a.no_progress,
                        log_every=max(1, steps // 10))

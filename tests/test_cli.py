@@ -46,3 +46,13 @@ def test_reproduce_paper_scale_says_which_data(tmp_path, monkeypatch, capsys):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["model_config"]["d_model"] == 128 and summary["model_config"]["norm"] == "post"
     assert len(summary["rows"]) == 3
+
+
+def test_reproduce_takes_strengths(tmp_path, monkeypatch):
+    monkeypatch.delenv("QKLAB_WIKITEXT2", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rc = main(["reproduce", "locater", "--scale", "book", "--steps", "1", "--seeds", "0", "--device", "cpu",
+               "--strengths", "0,0.001", "--out-dir", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert len(summary["rows"]) == 2
