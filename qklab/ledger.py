@@ -1,8 +1,17 @@
 """The claims ledger: each chapter records the claims it tests and what it measured.
 
-A chapter calls `claim(...)` right where it computes a number. The call prints a one-line
-verdict, asserts the claim when `must_hold=True` (so a regression fails the build), and writes
-the record to `_build/claims/<chapter>.json` in the book's root (found by walking up to
+A chapter calls `claim(...)` right where it computes a number. Every claim has a *kind*:
+
+- `"prediction"`: what a paper, another paper or the course's own derivation says should happen.
+  Its `expected` is written from that source *before* measuring, never fitted to the measurement.
+  A prediction may fail: the call never raises, the outcome is recorded and shown, and the
+  chapter's prose must read right either way (state both outcomes, or refer to the verdict shown).
+- `"quoted"`: a band guarding a number that the prose quotes, so that prose and code cannot drift.
+  It is asserted: if the number leaves its band the build fails, and the prose must be rewritten.
+  A band is not evidence for anything; it is a guard.
+
+The call shows a one-line verdict in the notebook (HTML under IPython, plain text elsewhere) and
+writes the record to `_build/claims/<chapter>.json` in the book's root (found by walking up to
 `_toc.yml`; `QKLAB_LEDGER_DIR` overrides; outside the book, e.g. on Colab, nothing is written).
 The appendix page "Claims ledger" is rendered from those files by the book's Sphinx extension
 `_ext/claims_ledger.py` after every chapter has executed, so it is never typed by hand.
@@ -10,12 +19,14 @@ The appendix page "Claims ledger" is rendered from those files by the book's Sph
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
-__all__ = ["Claim", "claim", "ledger_dir", "load_claims"]
+__all__ = ["Claim", "claim", "ledger_dir", "load_claims", "KINDS", "SOURCES"]
 
 SOURCES = (
     "Bao et al. 2024",
@@ -27,6 +38,8 @@ SOURCES = (
     "Vaswani et al. 2017",
     "course",
 )
+
+KINDS = ("prediction", "quoted")
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class Claim:
     measured: str
     expected: str
     holds: bool
+    kind: str = "quoted"
 
 
 def ledger_dir(start: Path | None = None) -> Path | None:
@@ -56,38 +70,81 @@ def ledger_dir(start: Path | None = None) -> Path | None:
 _reset_this_process: set[str] = set()
 
 
+class _Verdict:
+    """What `claim` shows in a notebook: one line, HTML under IPython and text elsewhere."""
+
+    def __init__(self, record: Claim) -> None:
+        self.record = record
+
+    def __str__(self) -> str:
+        c = self.record
+        outcome = "holds" if c.holds else "does NOT hold"
+        return f"{c.kind.capitalize()} ({c.source}) {outcome}: measured {c.measured}, expected {c.expected}  [{c.id}]"
+
+    def _repr_html_(self) -> str:
+        c = self.record
+        mark, colour = ("✔", "#1a7f37") if c.holds else ("✘", "#b3261e")
+        outcome = "holds" if c.holds else "does not hold"
+        label = "Prediction" if c.kind == "prediction" else "Quoted number"
+        return (
+            f'<p class="qklab-verdict qklab-{c.kind} qklab-{"holds" if c.holds else "fails"}">'
+            f'<span style="color:{colour};font-weight:bold">{mark} {label} {outcome}</span> '
+            f"({html.escape(c.source)}): measured <code>{html.escape(c.measured)}</code>, "
+            f"expected {html.escape(c.expected)} <small>[{html.escape(c.id)}]</small></p>"
+        )
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _show(verdict: _Verdict) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        print(verdict)
+        return
+    if get_ipython() is None:
+        print(verdict)
+    else:
+        display(verdict)
+
+
 def claim(
     claim_id: str,
     *,
+    kind: Literal["prediction", "quoted"],
     chapter: str,
     statement: str,
     source: str,
     measured: float | str,
     expected: str,
     holds: bool,
-    must_hold: bool = True,
-) -> bool:
-    """Record a claim and the measurement that tests it; assert it if `must_hold`.
+) -> None:
+    """Record a claim and the measurement that tests it, and show its verdict.
 
     Args:
         claim_id: short unique slug, e.g. `"uniform-attention-one-layer"`.
+        kind: `"prediction"` (expected outcome written from its source before measuring; may
+            fail, never raises) or `"quoted"` (a band guarding a number the prose quotes; raises
+            `AssertionError` when the number leaves the band). See the module docstring.
         chapter: the chapter's file stem, e.g. `"03_rank_collapse"`.
         statement: the claim in one sentence, attributed honestly.
-        source: one of `SOURCES` ("course" for the course's own derivation).
+        source: one of `SOURCES` ("course" for the course's own derivation or measurement).
         measured: the number (formatted to 4 significant digits) or a short text.
         expected: what would confirm it, e.g. `"< 1e-6"` or `"between 0.9 and 1"`.
         holds: the verdict, computed in the notebook from `measured`.
-        must_hold: raise `AssertionError` when the claim does not hold. Use `False` only for a
-            reproduction that may honestly fail; the ledger then shows it as not reproduced.
 
     Returns:
-        `holds`.
+        None: the verdict is displayed (so a cell ending in `claim(...)` shows no bare `True`).
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     holds = bool(holds)
     text = f"{measured:.4g}" if isinstance(measured, (int, float)) else str(measured)
-    record = Claim(claim_id, chapter, statement, source, text, expected, holds)
+    record = Claim(claim_id, chapter, statement, source, text, expected, holds, kind)
     folder = ledger_dir()
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,11 +154,12 @@ def claim(
         records = {} if fresh or not path.exists() else json.loads(path.read_text())
         records[claim_id] = asdict(record)
         path.write_text(json.dumps(records, indent=1, sort_keys=True))
-    verdict = "holds" if holds else "does NOT hold"
-    print(f"[claim {claim_id}] {verdict}: measured {text}, expected {expected}")
-    if must_hold and not holds:
-        raise AssertionError(f"claim {claim_id!r} does not hold: measured {text}, expected {expected}. {statement}")
-    return holds
+    _show(_Verdict(record))
+    if kind == "quoted" and not holds:
+        raise AssertionError(
+            f"quoted number {claim_id!r} left its band: measured {text}, expected {expected}. "
+            f"The prose that quotes it must be rewritten. {statement}"
+        )
 
 
 def load_claims(folder: Path) -> list[Claim]:

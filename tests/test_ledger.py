@@ -1,25 +1,47 @@
-"""qklab.ledger records claims, asserts them when asked, and reads them back."""
+"""qklab.ledger records claims by kind, asserts only quoted numbers, and reads them back."""
 
 import pytest
 
 from qklab import ledger
 
 
-def test_claim_written_and_loaded(tmp_path, monkeypatch, capsys):
+def test_claims_written_and_loaded_with_their_kind(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QKLAB_LEDGER_DIR", str(tmp_path))
-    assert ledger.claim("a", chapter="01_x", statement="s", source="course", measured=0.123456, expected="< 1", holds=True)
-    assert "[claim a] holds: measured 0.1235" in capsys.readouterr().out
-    ledger.claim("b", chapter="01_x", statement="t", source="Bao et al. 2024", measured="no", expected="yes", holds=False, must_hold=False)
+    assert ledger.claim("a", kind="quoted", chapter="01_x", statement="s", source="course", measured=0.123456,
+                        expected="< 1", holds=True) is None
+    assert "Quoted (course) holds: measured 0.1235, expected < 1  [a]" in capsys.readouterr().out
+    # A failed prediction is recorded and shown, never raised.
+    ledger.claim("b", kind="prediction", chapter="01_x", statement="t", source="Bao et al. 2024", measured="no",
+                 expected="yes", holds=False)
+    assert "Prediction (Bao et al. 2024) does NOT hold" in capsys.readouterr().out
     rows = ledger.load_claims(tmp_path)
-    assert [(r.id, r.holds, r.measured) for r in rows] == [("a", True, "0.1235"), ("b", False, "no")]
+    assert [(r.id, r.kind, r.holds, r.measured) for r in rows] == [("a", "quoted", True, "0.1235"),
+                                                                  ("b", "prediction", False, "no")]
 
 
-def test_failed_claim_raises_and_bad_source(tmp_path, monkeypatch):
+def test_quoted_number_outside_its_band_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("QKLAB_LEDGER_DIR", str(tmp_path))
-    with pytest.raises(AssertionError, match="does not hold"):
-        ledger.claim("c", chapter="02_y", statement="s", source="course", measured=2.0, expected="< 1", holds=False)
+    with pytest.raises(AssertionError, match="left its band"):
+        ledger.claim("c", kind="quoted", chapter="02_y", statement="s", source="course", measured=2.0,
+                     expected="< 1", holds=False)
+
+
+def test_bad_source_and_kind_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("QKLAB_LEDGER_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="source must be"):
-        ledger.claim("d", chapter="02_y", statement="s", source="a blog", measured=1.0, expected="", holds=True)
+        ledger.claim("d", kind="quoted", chapter="02_y", statement="s", source="a blog", measured=1.0, expected="",
+                     holds=True)
+    with pytest.raises(ValueError, match="kind must be"):
+        ledger.claim("e", kind="guess", chapter="02_y", statement="s", source="course", measured=1.0, expected="",
+                     holds=True)
+    with pytest.raises(TypeError):
+        ledger.claim("f", chapter="02_y", statement="s", source="course", measured=1.0, expected="", holds=True)
+
+
+def test_verdict_html_marks_a_failed_prediction():
+    record = ledger.Claim("g", "03_z", "s", "course", "1", "2", False, "prediction")
+    html = ledger._Verdict(record)._repr_html_()
+    assert "qklab-prediction" in html and "qklab-fails" in html and "does not hold" in html
 
 
 def test_book_root_is_found(tmp_path, monkeypatch):
