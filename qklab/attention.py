@@ -107,14 +107,59 @@ def pattern(scores: Tensor, causal: bool = False, mask: Tensor | None = None) ->
     return e / e.sum(dim=-1, keepdim=True)
 
 
+class _Sparsemax(torch.autograd.Function):
+    """Sparsemax over the last axis with the Jacobian of Martins and Astudillo on the support.
+
+    Autograd through `clamp(z - tau, min=0)` is wrong at a tie with the threshold: an entry with
+    `z_j == tau` has `p_j = 0` but `clamp` passes its gradient, so for `z = [1, 0]` the gradient of
+    `sum(p)` came out as `[-1, 1]` instead of `0`. Here the backward pass uses the support
+    `S = {j : p_j > 0}` explicitly: `dp/dz = diag(s) - s s^T / |S|`.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor) -> Tensor:  # z: (..., n), finite or -inf, no row all -inf
+        n = z.shape[-1]
+        # Subtract the row maximum first: the cumulative sum then adds numbers of the size of the
+        # spread of the row, not of its offset (in float32 at offset 1e5 the threshold drifted by 8e-3).
+        z = z - z.amax(dim=-1, keepdim=True)
+        z_sorted = z.sort(dim=-1, descending=True).values
+        masked = torch.isneginf(z_sorted)
+        finite_sorted = z_sorted.masked_fill(masked, 0.0)
+        cumsum = finite_sorted.cumsum(dim=-1)
+        k = torch.arange(1, n + 1, device=z.device, dtype=z.dtype)
+        # Entry k of the sorted row is in the support iff 1 + k z_(k) > sum_{j <= k} z_(j).
+        in_support = (1 + k * finite_sorted > cumsum) & ~masked
+        support_size = in_support.sum(dim=-1, keepdim=True)  # >= 1: the largest entry always qualifies
+        tau = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)
+        p = torch.clamp(z - tau, min=0.0)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, grad_p: Tensor) -> Tensor:
+        (p,) = ctx.saved_tensors
+        s = (p > 0).to(grad_p.dtype)  # support indicator; an entry exactly at the threshold is out
+        mean_on_support = (grad_p * s).sum(dim=-1, keepdim=True) / s.sum(dim=-1, keepdim=True)
+        return s * (grad_p - mean_on_support)
+
+
 def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     """Sparsemax (Martins and Astudillo 2016): the Euclidean projection of `z` onto the simplex.
 
     Chapter 7 (`chapters/07_localization`): `sparsemax(z) = argmin_{p in simplex} ||p - z||^2`,
     in closed form `p_j = max(z_j - tau, 0)` with the threshold `tau` chosen so that `p` sums
     to 1. It is piecewise linear, so a key either lies in the *support* (`p_j > 0`) and passes
-    signal forward and gradient backward, or it does not. Differentiable almost everywhere
-    (autograd gives the Jacobian `diag(s) - s s^T / |S|`, `s` the support indicator).
+    signal forward and gradient backward, or it does not. The gradient is the Jacobian
+    `diag(s) - s s^T / |S|`, `s` the support indicator, with an entry exactly at the threshold
+    counted outside the support (as in the `entmax` package). The row maximum is subtracted
+    before the threshold is computed, so a large common offset does not cost precision.
+
+    Args:
+        z: scores, any shape with at least one dimension.
+        dim: the axis that is projected onto the simplex.
+
+    Returns:
+        `p`, the shape of `z`, non-negative and summing to 1 along `dim`.
 
     Entries equal to `-inf` (masked keys) get probability 0; NaN and `+inf` are rejected.
     """
@@ -126,14 +171,4 @@ def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     z = z.movedim(dim, -1)
     if bool(torch.isneginf(z).all(dim=-1).any()):
         raise ValueError("every entry of some row of z is -inf; there is nothing to project")
-    n = z.shape[-1]
-    z_sorted = z.sort(dim=-1, descending=True).values
-    finite_sorted = z_sorted.masked_fill(torch.isneginf(z_sorted), 0.0)
-    cumsum = finite_sorted.cumsum(dim=-1)
-    k = torch.arange(1, n + 1, device=z.device, dtype=z.dtype)
-    # Entry k of the sorted row is in the support iff 1 + k z_(k) > sum_{j <= k} z_(j).
-    in_support = (1 + k * finite_sorted > cumsum) & ~torch.isneginf(z_sorted)
-    support_size = in_support.sum(dim=-1, keepdim=True)  # >= 1: the largest entry always qualifies
-    tau = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)
-    p = torch.clamp(z - tau, min=0.0)
-    return p.movedim(-1, dim)
+    return _Sparsemax.apply(z).movedim(-1, dim)

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+import entmax  # test dependency (requirements.txt): an independent sparsemax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,76 @@ def test_sparsemax_gradient_matches_its_jacobian():
     J = torch.autograd.functional.jacobian(sparsemax, z)
     s = (sparsemax(z) > 0).to(torch.float64)
     torch.testing.assert_close(J, torch.diag(s) - torch.outer(s, s) / s.sum())
+
+
+def test_sparsemax_gradient_at_a_tie_with_the_threshold():
+    """z = [1, 0]: p = [1, 0] with the second entry exactly at the threshold. sum(p) = 1 always,
+    so its gradient is 0 (autograd through clamp gave [-1, 1])."""
+    z = torch.tensor([1.0, 0.0], requires_grad=True)
+    sparsemax(z).sum().backward()
+    torch.testing.assert_close(z.grad, torch.zeros(2))
+    z = torch.tensor([2.0, 1.0, 1.0, 0.5], dtype=torch.float64, requires_grad=True)  # two at the threshold
+    J = torch.autograd.functional.jacobian(sparsemax, z)
+    torch.testing.assert_close(J, torch.zeros(4, 4, dtype=torch.float64))  # support {0}: 1 - 1 = 0
+
+
+# --- sparsemax against an independent implementation: the entmax package (Peters, Niculae, Martins) --
+
+def _tied_rows(seed: int, rows: int = 64, n: int = 7) -> torch.Tensor:
+    """Rows of half-integers: many ties with each other and entries exactly at the threshold."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(-4, 4, (rows, n), generator=g).to(torch.float64) / 2
+
+
+def _masked_rows(seed: int, rows: int = 64, n: int = 7) -> torch.Tensor:
+    """Gaussian rows with about a third of the keys masked (-inf), never a whole row."""
+    z = _values((rows, n), seed) * 2
+    drop = torch.rand(rows, n, generator=torch.Generator().manual_seed(seed + 1)) < 0.35
+    drop[:, 0] = False
+    return z.masked_fill(drop, -math.inf)
+
+
+@pytest.mark.parametrize("make", [_tied_rows, _masked_rows, lambda seed: _values((64, 7), seed) * 3])
+def test_sparsemax_forward_and_gradient_match_entmax(make):
+    for seed in range(3):
+        z = make(seed)
+        z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+        p, q = sparsemax(z1), entmax.sparsemax(z2, dim=-1)
+        torch.testing.assert_close(p, q, atol=1e-12, rtol=0)
+        g = _values(z.shape, seed + 100)  # a random upstream gradient: a vector-Jacobian product
+        (p * g).sum().backward()
+        (q * g).sum().backward()
+        torch.testing.assert_close(z1.grad, z2.grad, atol=1e-12, rtol=0)
+        assert torch.isfinite(z1.grad).all()
+
+
+def test_tied_rows_really_hit_the_threshold():
+    """The tie test above is only a test if some entries sit exactly at the threshold."""
+    z = _tied_rows(0)
+    p = sparsemax(z)
+    tau = (z - p).masked_fill(p == 0, -math.inf).amax(-1, keepdim=True)  # z_j - p_j on the support
+    at_threshold = (p == 0) & (z == tau)
+    assert int(at_threshold.sum()) > 5
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5, 1e6, -1e5])
+def test_sparsemax_float32_with_a_large_common_offset(offset):
+    """Rows shifted by a common offset: sparsemax is shift-invariant, so float32 must not drift.
+    The reference is float64 on the same float32 inputs with the offset removed exactly."""
+    z = (_values((32, 9), 7) + offset).to(torch.float32)  # the float32 inputs
+    reference = entmax.sparsemax((z.to(torch.float64) - offset), dim=-1)
+    p = sparsemax(z)
+    assert p.dtype == torch.float32
+    torch.testing.assert_close(p.to(torch.float64), reference, atol=1e-6, rtol=0)
+    torch.testing.assert_close(p, entmax.sparsemax(z, dim=-1), atol=1e-6, rtol=0)
+
+
+def test_sparsemax_gradcheck_float64():
+    """Finite differences in float64, away from ties (gradcheck needs a differentiable point)."""
+    for z in (_values((3, 6), 11) * 2, _masked_rows(12, rows=3, n=6)):
+        z = z.clone().requires_grad_()
+        assert torch.autograd.gradcheck(sparsemax, (z,), eps=1e-6, atol=1e-8)
+        assert torch.autograd.gradcheck(lambda x: sparsemax(x, dim=0), (z[:, :1].clone().detach().requires_grad_(),))
 
 
 # --- bad input ------------------------------------------------------------------------------
