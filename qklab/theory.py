@@ -13,6 +13,12 @@ Carlo (`propagation_probability`) and gives the closed form that the course deri
 
 For i.i.d. Gaussian tokens only the query's own key has a non-zero mean logit:
 `SNR(T) = sqrt(d/2) * kappa`, and `SNR(tau) = 0` for `tau < T`.
+
+For a general, not necessarily symmetric `W` (chapter 7's hard exercise), the same steps give
+`E sqrt(d) z_tau = tau tr W` and
+`Var sqrt(d) z_tau = tau^2 (tr(W^2) + ||W||_F^2) + tau (T - tau) ||W||_F^2`
+(`predicted_snr_general`); for symmetric `W` this is the formula above. `snr_with_error` gives
+a Monte Carlo estimate of an SNR with its standard error (delta method, no Gaussian assumption).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from qklab.attention import sparsemax
 from qklab.spectrum import QK
 
 __all__ = [
+    "predicted_snr_general",
+    "snr_with_error",
     "random_walk_tokens",
     "gaussian_tokens",
     "propagation_probability",
@@ -141,6 +149,43 @@ def predicted_snr(mean: float, std: float, d: int, T: int, tokens: TokenModel = 
         snr[-1] = math.sqrt(d / 2) * k
         return snr
     raise ValueError(f"tokens must be 'random_walk' or 'iid', got {tokens!r}")
+
+
+def predicted_snr_general(W: Tensor | QK, T: int) -> Tensor:
+    """SNR of the logits `z_tau = x_tau^T W x_T / sqrt(d)` for random-walk tokens and ANY square `W`.
+
+    Chapter 7 (`chapters/07_localization`, the hard exercise): with `x_T = x_tau + xi`,
+    `E sqrt(d) z_tau = tau tr W` and `Var sqrt(d) z_tau = tau^2 (tr(W^2) + ||W||_F^2) +
+    tau (T - tau) ||W||_F^2`, since `Var(g^T W g) = tr(W^2) + tr(W W^T)` for `g ~ N(0, I)`.
+    Returns `(T,)` float64 for `tau = 1..T`. For symmetric `W` it equals `predicted_snr`.
+    """
+    M = _as_square_matrix(W).to(torch.float64)
+    T = check_positive_int(T, "T")
+    tau = torch.arange(1, T + 1, dtype=torch.float64)
+    trace, trace_sq, fro_sq = torch.trace(M), torch.trace(M @ M), (M * M).sum()
+    var = tau**2 * (trace_sq + fro_sq) + tau * (T - tau) * fro_sq  # (T,), never negative: tr(W^2) >= -||W||_F^2
+    return tau * trace / var.sqrt()
+
+
+def snr_with_error(samples: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
+    """Monte Carlo signal-to-noise ratio `mean / sd` of `samples` along `dim`, and its standard error.
+
+    The standard error is the delta method's, from the sample's own central moments (no Gaussian
+    assumption): with `n` samples, mean `mu`, variance `v`, third and fourth central moments
+    `mu_3`, `mu_4`, `se^2 = (1 - mu mu_3 / v^2 + mu^2 (mu_4 - v^2) / (4 v^3)) / n`.
+    Chapter 7 compares the derivation with Monte Carlo in units of this error.
+    """
+    x = as_float_tensor(samples, "samples").to(torch.float64)
+    n = x.shape[dim]
+    if n < 10:
+        raise ValueError(f"need at least 10 samples along dim {dim}, got {n}")
+    mu = x.mean(dim, keepdim=True)
+    c = x - mu
+    v, mu3, mu4 = (c**2).mean(dim), (c**3).mean(dim), (c**4).mean(dim)
+    mu = mu.squeeze(dim)
+    snr = mu / v.sqrt()
+    se = ((1 - mu * mu3 / v**2 + mu**2 * (mu4 - v**2) / (4 * v**3)) / n).clamp_min(0).sqrt()
+    return snr, se
 
 
 def recent_share(profile: Tensor, window: int) -> float:

@@ -95,3 +95,43 @@ def test_bad_inputs():
         random_walk_tokens(2.5, 3, 4)
     with pytest.raises(ValueError, match="window"):
         recent_share(torch.ones(4), 5)
+
+
+# --- general (non-symmetric) W and Monte Carlo standard errors (chapter 7's hard exercise) ---------
+
+def test_general_snr_equals_symmetric_formula_for_symmetric_w():
+    from qklab.spectrum import random_qk
+    from qklab.theory import predicted_snr, predicted_snr_general
+
+    W = random_qk(16, 0.4, 0.3, seed=2, exact=True, dtype=torch.float64)
+    torch.testing.assert_close(predicted_snr_general(W, 20), predicted_snr(0.4, 0.3, 16, 20), rtol=1e-10, atol=1e-12)
+
+
+def test_general_snr_matches_monte_carlo_for_a_non_symmetric_w():
+    from qklab.theory import predicted_snr_general, random_walk_tokens, snr_with_error
+
+    d, T = 8, 12
+    g = torch.Generator().manual_seed(0)
+    W = 0.3 * torch.eye(d, dtype=torch.float64) + torch.randn(d, d, generator=g, dtype=torch.float64) * 0.5
+    W = W + 1.5 * (W - W.T)  # a large antisymmetric part: tr(W^2) far from ||W||_F^2
+    X = random_walk_tokens(40000, T, d, seed=3)  # (n, T, d)
+    z = torch.einsum("ntd,de,ne->nt", X, W, X[:, -1]) / d**0.5  # z_tau = x_tau^T W x_T / sqrt(d)
+    snr, se = snr_with_error(z, dim=0)
+    gap = ((snr - predicted_snr_general(W, T)) / se).abs()
+    assert float(gap.max()) < 4.5, gap
+    # the symmetric formula applied to this W is wrong by far more than the error
+    trace, trace_sq = torch.trace(W), torch.trace(W @ W)
+    tau = torch.arange(1, T + 1, dtype=torch.float64)
+    naive = tau * trace / (tau * (T + tau) * trace_sq.abs()).sqrt()
+    assert float(((snr - naive) / se).abs().max()) > 10
+
+
+def test_snr_standard_error_matches_the_spread_of_repeated_estimates():
+    from qklab.theory import snr_with_error
+
+    g = torch.Generator().manual_seed(1)
+    samples = torch.distributions.Exponential(1.0).sample((300, 400)).to(torch.float64) + 0.5  # skewed, (batches, n)
+    snr, se = snr_with_error(samples, dim=1)
+    assert abs(float(snr.std()) / float(se.mean()) - 1) < 0.15
+    with pytest.raises(ValueError, match="at least 10 samples"):
+        snr_with_error(torch.ones(5))
