@@ -13,10 +13,18 @@ What is here:
     `torch.nn.functional.scaled_dot_product_attention`) used for training, and an exact path
     (`model.run_with_attention`) that writes out the scores `S` and the pattern `A` for every
     layer and head;
-  - two initialisations: the default (GPT-2 style, normal with std 0.02) and mimetic
-    initialisation (Trockman and Kolter 2023): every head's `W_Q W_K^T` is set near
-    `alpha I + beta Z`; `mimetic_report` says what spectrum was actually realised, since a head
-    can only hold the best rank-`d_h` approximation of that target.
+  - two weight initialisations (`ModelConfig.weights`): "gpt2" (the default: normal with std
+    0.02) and "fairseq" (what fairseq's `transformer_lm` does, read from its source: embeddings
+    normal with std `d^-1/2`, query/key/value projections Xavier-uniform with gain `1/sqrt(2)`,
+    attention output projection Xavier-uniform, feed-forward layers PyTorch's `nn.Linear`
+    default, an untied output layer normal with std `d^-1/2`); on top of either, mimetic
+    initialisation of the query-key matrices (Trockman and Kolter 2023, `init="mimetic"`): every
+    head's `W_Q W_K^T` is set near `alpha I + beta Z`; `mimetic_report` says what spectrum was
+    actually realised, since a head can only hold the best rank-`d_h` approximation of that target;
+  - the other pieces of fairseq's language model as options: token embeddings multiplied by
+    `sqrt(d)` (`embed_scale`), fairseq's sinusoidal positions (`positional="sinusoidal_fairseq"`),
+    ReLU feed-forward (`activation`), a separate attention-pattern dropout (`attention_dropout`);
+    `ModelConfig.paper_locater()` puts them together as "the paper's model" of chapter 10;
 
 - sigma-Reparam of the query and key projections (Zhai et al. 2023) when
   `ModelConfig(sigma_reparam=True)`; the reparametrisation itself is `qklab.regularizers.SigmaReparam`.
@@ -43,8 +51,10 @@ from qklab.spectrum import QK, factor_qk
 __all__ = ["ModelConfig", "Transformer", "Block", "Attention", "mimetic_report", "NORMS", "POSITIONALS", "INITS"]
 
 NORMS = ("pre", "post", "none")
-POSITIONALS = ("learned", "sinusoidal", "none")
+POSITIONALS = ("learned", "sinusoidal", "sinusoidal_fairseq", "none")
 INITS = ("default", "mimetic")
+WEIGHTS = ("gpt2", "fairseq")
+ACTIVATIONS = ("gelu", "relu")
 
 
 @dataclass
@@ -66,15 +76,32 @@ class ModelConfig:
         residual: skip connections on (default; without them rank collapse takes over, chapter 3).
         mlp: feed-forward sublayer on (default: a standard block).
         d_mlp: feed-forward width; default `None` means `4 * d_model` (GPT-2).
-        positional: "learned" (default, nanoGPT), "sinusoidal" (fixed) or "none".
-        dropout: on embeddings, attention pattern and residual branches. Default 0.0: the runs
-            are short and deterministic, and dropout would touch torch's global RNG.
+        positional: "learned" (default, nanoGPT), "sinusoidal" (fixed; Vaswani et al.'s
+            interleaved sin/cos), "sinusoidal_fairseq" (fairseq's `SinusoidalPositionalEmbedding`:
+            sines in the first half of the features, cosines in the second, frequencies
+            `10000^(-i/(d/2 - 1))`, positions counted from 2 as fairseq does, after its padding
+            index 1) or "none".
+        dropout: on embeddings, residual branches and (unless `attention_dropout` is set) the
+            attention pattern. Default 0.0: the runs are short and deterministic, and dropout
+            touches torch's global RNG (`qklab.train` seeds it).
+        attention_dropout: dropout on the attention pattern; default `None` means `dropout`
+            (today's behaviour). fairseq's language model uses 0.0 here and 0.1 for `dropout`.
         tie_embeddings: share the token embedding with the output layer (default True, nanoGPT).
-        init: "default" (normal, std 0.02; output projections scaled by `1/sqrt(2 n_layers)`)
-            or "mimetic" (`W_Q W_K^T` near `mimetic_alpha I + mimetic_beta Z`).
+        embed_scale: multiply token embeddings by `sqrt(d)` before adding positions, as fairseq
+            does unless `--no-scale-embedding` (default False, nanoGPT).
+        activation: feed-forward nonlinearity, "gelu" (default, GPT-2) or "relu" (fairseq's
+            `transformer_lm` default).
+        weights: weight initialisation, "gpt2" (default: normal, std 0.02; output projections
+            scaled by `1/sqrt(2 n_layers)`) or "fairseq" (see the module docstring).
+        init: "default" (the `weights` scheme for `W_Q`, `W_K` too) or "mimetic" (`W_Q W_K^T`
+            near `mimetic_alpha I + mimetic_beta Z`, the rest as `weights` says).
         mimetic_alpha, mimetic_beta: the target's identity weight and noise weight, `Z` with
             i.i.d. `N(0, 1/d)` entries (so its spectrum has radius about 1). Defaults 0.7 and
-            0.7 are our choice, of the order Trockman and Kolter use; they are not the paper's.
+            0.7: the values of public mimetic-initialisation code for `W_Q W_K^T` (a
+            `mimetic_init` with `alpha = beta = 0.7`; there `alpha` weights the noise and `beta`
+            the identity, and the noise is uniform with variance `1/d`, which at 0.7/0.7 gives
+            the same target in distribution up to the noise's shape). Trockman and Kolter tune
+            these per task; they are not Bao et al.'s (who do not use mimetic initialisation).
         sigma_reparam: sigma-Reparam on the query and key projections (default off).
     """
 
@@ -90,7 +117,11 @@ class ModelConfig:
     d_mlp: int | None = None
     positional: Literal["learned", "sinusoidal", "none"] = "learned"
     dropout: float = 0.0
+    attention_dropout: float | None = None
     tie_embeddings: bool = True
+    embed_scale: bool = False
+    activation: Literal["gelu", "relu"] = "gelu"
+    weights: Literal["gpt2", "fairseq"] = "gpt2"
     init: Literal["default", "mimetic"] = "default"
     mimetic_alpha: float = 0.7
     mimetic_beta: float = 0.7
@@ -127,6 +158,14 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.init must be one of {INITS}, got {self.init!r}")
         if not (0.0 <= float(self.dropout) < 1.0):
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.attention_dropout is not None and not (0.0 <= float(self.attention_dropout) < 1.0):
+            raise ValueError(f"ModelConfig.attention_dropout must be in [0, 1) or None, got {self.attention_dropout}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"ModelConfig.weights must be one of {WEIGHTS} (weight initialisation), got {self.weights!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.positional == "sinusoidal_fairseq" and self.d_model < 4:
+            raise ValueError("ModelConfig: positional='sinusoidal_fairseq' needs d_model >= 4")
         if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
             raise ValueError(f"ModelConfig.d_mlp must be a positive int or None, got {self.d_mlp!r}")
 
@@ -139,6 +178,34 @@ class ModelConfig:
     def mlp_dim(self) -> int:
         return self.d_mlp if self.d_mlp is not None else 4 * self.d_model
 
+    @property
+    def attn_dropout(self) -> float:
+        """Dropout on the attention pattern, resolved (`attention_dropout` or `dropout`)."""
+        return float(self.dropout if self.attention_dropout is None else self.attention_dropout)
+
+    @classmethod
+    def paper_locater(cls, **overrides: Any) -> "ModelConfig":
+        """"The paper's model" of chapter 10, as close as can be known.
+
+        Bao et al. (2024) state: fairseq v0.12.2's language model, 1 layer, 1 head, post-LN,
+        embedding, attention and feed-forward widths 128. What fairseq's `transformer_lm` does by
+        default, read from its source: token embeddings normal with std `d^-1/2`, multiplied by
+        `sqrt(d)`; fixed sinusoidal positions (its layout); dropout 0.1 on embeddings and residual
+        branches, attention dropout 0.0; ReLU; Xavier-uniform attention projections (gain
+        `1/sqrt(2)` for query, key, value). Unknown or different (chapter 10's table): sequence
+        length (`seq_len=128` here), tied embeddings (fairseq's default is untied; its
+        language-model example ties them; we tie), biases in the attention projections (fairseq
+        has them; we do not, so that the scores are exactly the bilinear form), and the
+        layer-norm placement: fairseq's `base_lm_architecture` forces pre-LN ("Model training is
+        not stable without this"), so a post-LN model, as the paper states, needs a changed
+        fairseq; we follow the paper's words.
+        """
+        base = dict(d_model=128, n_heads=1, n_layers=1, d_mlp=128, seq_len=128, norm="post",
+                    positional="sinusoidal_fairseq", dropout=0.1, attention_dropout=0.0,
+                    tie_embeddings=True, embed_scale=True, activation="relu", weights="fairseq")
+        base.update(overrides)
+        return cls(**base)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -149,6 +216,19 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
         return cls(**data)
+
+
+def _sinusoidal_fairseq(T: int, d: int, first: int = 2) -> Tensor:
+    """fairseq's positions, `(T, d)`: `[sin(p w_i) | cos(p w_i)]`, `w_i = 10000^(-i/(d/2 - 1))`,
+    `p = first, first + 1, ...` (fairseq counts from its padding index + 1 = 2); odd `d` gets a
+    zero last feature."""
+    half = d // 2
+    freq = torch.exp(-math.log(10000.0) / (half - 1) * torch.arange(half, dtype=torch.float32))  # (d/2,)
+    pos = torch.arange(first, first + T, dtype=torch.float32).unsqueeze(1)  # (T, 1)
+    pe = torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], dim=1)  # (T, 2 half)
+    if d % 2:
+        pe = torch.cat([pe, torch.zeros(T, 1)], dim=1)
+    return pe
 
 
 def _sinusoidal(T: int, d: int) -> Tensor:
@@ -175,7 +255,7 @@ class Attention(nn.Module):
         hd = self.n_heads * self.d_head
         self.W_qkv = nn.Parameter(torch.empty(3 * hd, cfg.d_model))
         self.W_out = nn.Parameter(torch.empty(cfg.d_model, hd))
-        self.dropout = cfg.dropout
+        self.dropout = cfg.attn_dropout
         self.impl = "sdpa"  # fast path kernel: "sdpa" or "math" (explicit softmax; vmap-friendly)
         if cfg.sigma_reparam:
             self.sigma_q: SigmaReparam | None = SigmaReparam(hd, cfg.d_model)
@@ -270,9 +350,10 @@ class MLP(nn.Module):
         self.b_in = nn.Parameter(torch.zeros(cfg.mlp_dim))
         self.W_out = nn.Parameter(torch.empty(cfg.d_model, cfg.mlp_dim))
         self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.act = F.relu if cfg.activation == "relu" else F.gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(F.gelu(F.linear(x, self.W_in, self.b_in)), self.W_out, self.b_out)
+        return F.linear(self.act(F.linear(x, self.W_in, self.b_in)), self.W_out, self.b_out)
 
 
 class Block(nn.Module):
@@ -328,6 +409,8 @@ class Transformer(nn.Module):
             self.pos_emb = None
             if cfg.positional == "sinusoidal":
                 self.register_buffer("pos_fixed", _sinusoidal(cfg.seq_len, cfg.d_model), persistent=False)
+            elif cfg.positional == "sinusoidal_fairseq":
+                self.register_buffer("pos_fixed", _sinusoidal_fairseq(cfg.seq_len, cfg.d_model), persistent=False)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
         self.lm_head = None if cfg.tie_embeddings else nn.Parameter(torch.empty(cfg.vocab_size, cfg.d_model))
@@ -340,8 +423,10 @@ class Transformer(nn.Module):
         """Draw all weights from a local generator seeded with `seed` (see `ModelConfig.init`)."""
         g = torch.Generator()
         g.manual_seed(int(seed)) if seed is not None else g.seed()
-        cfg, std = self.config, 0.02
-        proj_std = std / math.sqrt(2 * cfg.n_layers)  # GPT-2: residual outputs scaled with depth
+        cfg = self.config
+        fairseq = cfg.weights == "fairseq"
+        # embeddings (and untied output layer): std 0.02 (GPT-2) or d^-1/2 (fairseq)
+        std = cfg.d_model**-0.5 if fairseq else 0.02
         self.tok_emb.normal_(0.0, std, generator=g)
         if self.pos_emb is not None:
             self.pos_emb.normal_(0.0, std, generator=g)
@@ -350,13 +435,7 @@ class Transformer(nn.Module):
         targets = []
         for block in self.blocks:
             a = block.attn
-            a.W_qkv.normal_(0.0, std, generator=g)
-            a.W_out.normal_(0.0, proj_std, generator=g)
-            if block.mlp is not None:
-                block.mlp.W_in.normal_(0.0, std, generator=g)
-                block.mlp.W_out.normal_(0.0, proj_std, generator=g)
-                block.mlp.b_in.zero_()
-                block.mlp.b_out.zero_()
+            (self._init_block_fairseq if fairseq else self._init_block_gpt2)(block, g)
             if cfg.init == "mimetic":
                 targets.append(self._mimetic(a, g))
             if a.sigma_q is not None:
@@ -367,6 +446,41 @@ class Transformer(nn.Module):
             if isinstance(m, nn.LayerNorm):
                 m.reset_parameters()
         self.mimetic_target = targets if cfg.init == "mimetic" else None
+
+    def _init_block_gpt2(self, block: "Block", g: torch.Generator) -> None:
+        """GPT-2 style: every matrix normal with std 0.02, output projections `/ sqrt(2 L)`."""
+        std = 0.02
+        proj_std = std / math.sqrt(2 * self.config.n_layers)  # GPT-2: residual outputs scaled with depth
+        a = block.attn
+        a.W_qkv.normal_(0.0, std, generator=g)
+        a.W_out.normal_(0.0, proj_std, generator=g)
+        if block.mlp is not None:
+            block.mlp.W_in.normal_(0.0, std, generator=g)
+            block.mlp.W_out.normal_(0.0, proj_std, generator=g)
+            block.mlp.b_in.zero_()
+            block.mlp.b_out.zero_()
+
+    @staticmethod
+    def _init_block_fairseq(block: "Block", g: torch.Generator) -> None:
+        """fairseq's `transformer_lm` layers (see the module docstring), with a local generator."""
+
+        def xavier(W: Tensor, gain: float = 1.0) -> None:  # W: (out, in), Xavier-uniform
+            bound = gain * math.sqrt(6.0 / (W.shape[0] + W.shape[1]))
+            W.uniform_(-bound, bound, generator=g)
+
+        def torch_linear(W: Tensor, b: Tensor) -> None:  # nn.Linear's default: U(+-1/sqrt(fan_in))
+            bound = 1.0 / math.sqrt(W.shape[1])
+            W.uniform_(-bound, bound, generator=g)
+            b.uniform_(-bound, bound, generator=g)
+
+        a = block.attn
+        hd = a.n_heads * a.d_head
+        for part in a.W_qkv.split(hd, dim=0):  # query, key, value rows: each (H d_h, d), in place
+            xavier(part, 1 / math.sqrt(2))
+        xavier(a.W_out)
+        if block.mlp is not None:
+            torch_linear(block.mlp.W_in, block.mlp.b_in)
+            torch_linear(block.mlp.W_out, block.mlp.b_out)
 
     def _mimetic(self, a: Attention, g: torch.Generator) -> Tensor:
         """Set every head's `W_Q W_K^T` to the best rank-`d_h` approximation of `alpha I + beta Z`."""
@@ -433,9 +547,11 @@ class Transformer(nn.Module):
         if T > self.config.seq_len:
             raise ValueError(f"sequence length {T} exceeds ModelConfig.seq_len = {self.config.seq_len}")
         x = F.embedding(idx, self.tok_emb)  # (B, T, d)
+        if self.config.embed_scale:
+            x = x * math.sqrt(self.config.d_model)
         if self.pos_emb is not None:
             x = x + self.pos_emb[:T]
-        elif self.config.positional == "sinusoidal":
+        elif self.config.positional in ("sinusoidal", "sinusoidal_fairseq"):
             x = x + self.pos_fixed[:T]
         if self.config.dropout > 0:
             x = F.dropout(x, self.config.dropout, self.training)

@@ -1,0 +1,398 @@
+"""The LocAteR reproduction as grid points (chapter 10, `qklab reproduce locater`).
+
+What is here:
+
+- `locater_points(scale, ...)`: the grid of a paired LocAteR sweep as points for
+  `qklab.runner.run_points` (`{"fn": "qklab.reproduce:locater_point", "args": ..., "tags": ...}`),
+  and a one-line note on the data used. Per learning rate and seed (a seed fixes the
+  initialisation, the batch order and the dropout masks, the same for every arm: the
+  comparisons are *paired*): plain training; LocAteR's variance form at several strengths `rho`;
+  AdamW weight decay at two strengths; sigma-Reparam on `W_Q, W_K`; and, from a mimetic
+  initialisation (a spectrum with mean `m_0 > 0`), plain training and LocAteR's
+  scale-with-mean-held form (target mean `m_0`, the mean at initialisation).
+- `locater_point(model, train, data, ...)`: trains one model and measures it on the whole
+  validation split (loss, perplexity, attention entropy, where attention goes by distance from
+  the query, the QK spectrum), with the logged validation curve. JSON-serialisable.
+- `locater_table(records)`: the summary table the command prints (mean over seeds, and the
+  paired difference from plain training with a 95% t-interval over seeds).
+- `penalty_gradient_ratio(...)`: where the penalty's gradient is as large as the loss gradient,
+  the centre of the strength grid.
+- `SCALES`: "tiny" (unit tests, seconds), "book" (the committed CPU sweep of chapter 10,
+  `results/locater-book.jsonl`), "paper" (the paper's size; WikiText-2 if given; GPU hours).
+
+Not here: running points in parallel and writing results (`qklab.runner`), the command line
+(`qklab.cli`), the model and training loop (`qklab.model`, `qklab.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from qklab.model import ModelConfig, Transformer
+from qklab.train import TrainConfig, initial_target_mean, penalty, train
+
+__all__ = [
+    "SCALES",
+    "locater_points",
+    "locater_point",
+    "locater_table",
+    "load_data",
+    "full_validation",
+    "penalty_gradient_ratio",
+    "t_interval",
+    "t_quantile",
+]
+
+FN = "qklab.reproduce:locater_point"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """One size of the sweep. `rho` is the variance-form grid, `rho_scale` the scale-form grid."""
+
+    model: dict
+    steps: int
+    batch_size: int
+    lrs: dict  # regime name -> learning rate
+    rho: tuple[float, ...]
+    rho_scale: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    seeds: tuple[int, ...]
+    log_every: int
+    eval_batches: int = 4
+
+
+SCALES: dict[str, Scale] = {
+    # unit tests: a few steps of a very small model
+    "tiny": Scale(model=ModelConfig.paper_locater(d_model=16, d_mlp=16, seq_len=16).to_dict(), steps=6,
+                  batch_size=4, lrs={"normal": 3e-3}, rho=(1e-2, 1.0), rho_scale=(1e-2,),
+                  weight_decays=(0.1,), seeds=(0, 1), log_every=3, eval_batches=1),
+    # the committed CPU sweep of chapter 10 (sized to 2 CPU cores in about 45 minutes)
+    "book": Scale(model=ModelConfig.paper_locater(seq_len=64).to_dict(), steps=1000, batch_size=16,
+                  lrs={"normal": 3e-3, "too high": 3e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+                  rho_scale=(1e-3, 1e-2), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=100),
+    # the paper's size: seq 512 as fairseq's language-model example; hours on a CPU
+    "paper": Scale(model=ModelConfig.paper_locater(seq_len=512).to_dict(), steps=20000, batch_size=16,
+                   lrs={"normal": 3e-3, "too high": 3e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+                   rho_scale=(1e-3, 1e-2), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=1000),
+}
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _data_spec(scale: str, wikitext_dir: str | None, download: bool) -> tuple[dict, str]:
+    from qklab.data import WIKITEXT_FILES, find_wikitext2
+
+    if wikitext_dir is not None:
+        root = Path(wikitext_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"wikitext_dir {str(root)!r} does not exist or is not a directory")
+        found = find_wikitext2(root)
+        if found is None:
+            missing = [f for f in (WIKITEXT_FILES["train"], WIKITEXT_FILES["val"])
+                       if not (root / f).is_file() and not (root / "wikitext-2-raw" / f).is_file()]
+            raise FileNotFoundError(f"wikitext_dir {str(root)!r} lacks {', '.join(missing)} (the raw WikiText-2 files)")
+        level = "char" if scale != "paper" else "word"
+        return {"kind": "wikitext2", "path": str(found.resolve()), "level": level}, f"WikiText-2 ({level} level) from {found}"
+    if download:
+        level = "char" if scale != "paper" else "word"
+        return {"kind": "wikitext2", "path": None, "level": level, "download": True}, f"WikiText-2 ({level} level), downloaded"
+    return {"kind": "pydoc"}, ("pydoc corpus (offline, character level); no WikiText-2 directory was given "
+                               "(pass --wikitext-dir or --download)")
+
+
+@functools.lru_cache(maxsize=4)
+def _load(kind: str, path: str | None, level: str, download: bool):
+    from qklab import data as qd
+
+    if kind == "pydoc":
+        return qd.pydoc_corpus()
+    if kind == "wikitext2":
+        return qd.load_wikitext2(path, level=level, download=download)
+    raise ValueError(f"data kind must be 'pydoc' or 'wikitext2', got {kind!r}")
+
+
+def load_data(spec: dict):
+    """The corpus a point's `data` spec names (cached per process)."""
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"data must be a dict with a 'kind' ('pydoc' or 'wikitext2'), got {spec!r}")
+    return _load(spec["kind"], spec.get("path"), spec.get("level", "char"), bool(spec.get("download", False)))
+
+
+# --- the grid ------------------------------------------------------------------------------------
+
+def locater_points(scale: str, *, wikitext_dir: str | None = None, download: bool = False,
+                   strengths: list[float] | None = None, seeds: list[int] | None = None, steps: int | None = None,
+                   device: str = "auto") -> tuple[list[dict], str]:
+    """The paired grid of `scale` as points, and a one-line note on the data.
+
+    Raises ValueError / FileNotFoundError before any work on bad input (an unknown scale, empty or
+    non-positive strengths, duplicate seeds, a `wikitext_dir` that does not exist or lacks
+    `wiki.train.raw` / `wiki.valid.raw`). Without `wikitext_dir` and `download` the data is the
+    offline pydoc corpus, and the note says so.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    sc = SCALES[scale]
+    if strengths is not None:
+        strengths = [float(s) for s in strengths]
+        if not strengths or any(not (s > 0 and math.isfinite(s)) for s in strengths):
+            raise ValueError(f"strengths must be a non-empty list of positive numbers (plain training is always "
+                             f"included), got {strengths}")
+    if seeds is not None:
+        if not seeds or len(set(seeds)) != len(seeds) or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    data, note = _data_spec(scale, wikitext_dir, download)
+    rho = tuple(strengths) if strengths is not None else sc.rho
+    steps = steps or sc.steps
+    base = TrainConfig(steps=steps, batch_size=sc.batch_size, log_every=min(sc.log_every, steps),
+                       eval_batches=sc.eval_batches, device=device, progress=False, on_divergence="stop").to_dict()
+    mimetic = {**sc.model, "init": "mimetic"}
+    points = []
+
+    def add(model: dict, arm: str, regime: str, lr: float, seed: int, rho_: float = 0.0, **train_kw: Any) -> None:
+        tr = {**base, "lr": lr, "seed": seed, **train_kw}
+        points.append({"fn": FN, "args": {"model": model, "train": tr, "data": data},
+                       "tags": {"scale": scale, "regime": regime, "arm": arm, "rho": rho_, "lr": lr, "seed": seed}})
+
+    for regime, lr in sc.lrs.items():
+        for seed in (seeds or sc.seeds):
+            add(sc.model, "plain", regime, lr, seed)
+            for r in rho:
+                add(sc.model, "LocAteR variance", regime, lr, seed, r, regularizer="locater",
+                    locater_form="variance", reg_strength=r)
+            for wd in sc.weight_decays:
+                add(sc.model, "weight decay", regime, lr, seed, wd, weight_decay=wd)
+            add({**sc.model, "sigma_reparam": True}, "sigma-Reparam", regime, lr, seed)
+            add(mimetic, "mimetic plain", regime, lr, seed)
+            for r in sc.rho_scale:
+                add(mimetic, "mimetic + LocAteR scale", regime, lr, seed, r, regularizer="locater",
+                    locater_form="scale", reg_strength=r)
+    return points, note
+
+
+# --- one point -----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def full_validation(model: Transformer, data, batch_size: int = 32, window: int = 8) -> dict[str, Any]:
+    """Loss, entropy and where attention goes, on every non-overlapping window of the validation split.
+
+    Returns `val_loss` (nats per token), `val_ppl`, `val_tokens` (tokens scored), `entropy`
+    (mean over queries, windows and heads of layer 0), `profile` (attention of the *last* query
+    of each window by distance `k = 0..T-1` from it, averaged over windows: chapter 7's profile),
+    `recent_mass` (its mass on the last `window` keys; `window / T` when uniform) and `self_mass`.
+    """
+    was = model.training
+    model.eval()
+    T = model.config.seq_len
+    dev = next(model.parameters()).device
+    val = data.val
+    n = (val.numel() - 1) // T
+    starts = torch.arange(n) * T
+    offs = starts.unsqueeze(1) + torch.arange(T + 1)  # (n, T + 1)
+    win = val[offs]  # (n, T + 1)
+    loss_sum, ent_sum, tokens = 0.0, 0.0, 0
+    profile = torch.zeros(T, dtype=torch.float64)
+    for i in range(0, n, batch_size):
+        w = win[i : i + batch_size].to(dev)
+        x, y = w[:, :-1], w[:, 1:]
+        logits, rec = model.run_with_attention(x)
+        loss_sum += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"))
+        tokens += y.numel()
+        A = rec[0]["pattern"].double()  # (B, H, T, T)
+        ent = -(A * torch.log(A.clamp_min(1e-300))).sum(-1)  # (B, H, T)
+        ent_sum += float(ent.mean(dim=(1, 2)).sum())
+        profile += A[:, :, -1, :].mean(1).flip(-1).sum(0).cpu()  # (T,): distance 0 first
+    model.train(was)
+    profile /= n
+    val_loss = loss_sum / tokens
+    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0)), "val_tokens": tokens,
+            "entropy": ent_sum / n, "profile": profile.tolist(), "recent_mass": float(profile[:window].sum()),
+            "recent_window": window, "self_mass": float(profile[0])}
+
+
+@torch.no_grad()
+def _spectrum(model: Transformer, over: str = "d") -> dict[str, float]:
+    qk = model.qk(0)
+    st = qk.stats(over)
+    W = qk.matrix[0].detach().double()
+    fro = float(torch.linalg.matrix_norm(W))
+    anti = float(torch.linalg.matrix_norm((W - W.T) / 2))
+    return {"qk_mean": float(st["mean"][0]), "qk_variance": float(st["variance"][0]),
+            "qk_scale": float(st["scale"][0]), "qk_kappa": float(st["kappa"][0]),
+            "qk_spectral_norm": float(st["spectral_norm"][0]), "qk_antisym_share": (anti / fro) ** 2 if fro > 0 else 0.0}
+
+
+def locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 32) -> dict[str, Any]:
+    """Train one model (`ModelConfig` and `TrainConfig` dicts, a `data` spec) and measure it.
+
+    Returns the final measurements on the whole validation split (`full_validation`), the QK
+    spectrum of layer 0 head 0 (`qk_mean`, `qk_variance`, `qk_scale`, `qk_kappa`,
+    `qk_spectral_norm`, `qk_antisym_share` = `||W_anti||_F^2 / ||W||_F^2`), the logged curve
+    (`curve`: step, validation loss on the logged batches, entropy), `status`, `train_s` and the
+    number of torch threads. Deterministic on CPU for a given point (same code, one thread).
+    """
+    ds = load_data(data)
+    mcfg = ModelConfig.from_dict(model)
+    if mcfg.vocab_size is None:
+        mcfg = dataclasses.replace(mcfg, vocab_size=ds.vocab_size)
+    tcfg = TrainConfig.from_dict({**train, "out": None, "checkpoint": None, "progress": False})
+    t0 = time.perf_counter()
+    hist = train_fn(mcfg, tcfg, ds)
+    train_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"status": hist.status, "train_s": train_s, "threads": torch.get_num_threads(),
+                           "vocab_size": ds.vocab_size, "data": ds.describe(),
+                           "curve": {k: hist[k] for k in ("step", "val_loss", "entropy", "train_loss")}}
+    if hist.status != "completed":
+        out["message"] = hist.message
+        return out
+    out.update(full_validation(hist.model, ds, full_eval_batch))
+    out.update(_spectrum(hist.model, tcfg.locater_over))
+    return out
+
+
+train_fn = train  # the training loop (a module attribute, so tests can count calls)
+
+
+# --- strength scale ------------------------------------------------------------------------------
+
+def penalty_gradient_ratio(model_config: ModelConfig, data, form: str = "variance", seed: int = 0,
+                           batch_size: int = 16, batches: int = 4) -> dict[str, float]:
+    """Gradient norms w.r.t. `(W_Q, W_K)` at initialisation: of the loss and of the LocAteR penalty.
+
+    `rho_star = |grad loss| / |grad penalty|` is the strength at which the two pull equally hard:
+    far below it the penalty changes nothing, far above it the penalty wins. Averaged over
+    `batches` training batches (one model, seed `seed`, dropout off).
+    """
+    cfg = dataclasses.replace(model_config, vocab_size=model_config.vocab_size or data.vocab_size, dropout=0.0,
+                              attention_dropout=0.0)
+    model = Transformer(cfg, seed=seed)
+    tc = TrainConfig(regularizer="locater", locater_form=form)
+    target = initial_target_mean(model, tc)
+    g = torch.Generator().manual_seed(seed)
+    W = model.blocks[0].attn.W_qkv
+    hd = cfg.n_heads * cfg.head_dim
+    loss_norms = []
+    for _ in range(batches):
+        x, y = data.batch("train", batch_size, cfg.seq_len, g)
+        loss = model.loss(x, y)
+        (gl,) = torch.autograd.grad(loss, W)
+        loss_norms.append(float(gl[: 2 * hd].norm()))
+    pen = penalty(model, tc, target)
+    (gp,) = torch.autograd.grad(pen, W)
+    gl_n, gp_n = statistics.mean(loss_norms), float(gp[: 2 * hd].norm())
+    return {"grad_loss": gl_n, "grad_penalty": gp_n, "rho_star": gl_n / gp_n if gp_n > 0 else math.inf,
+            "penalty": float(pen)}
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+def _t_cdf(t: float, df: int) -> float:
+    """Student-t cumulative distribution at `t >= 0` by Simpson's rule on the density (no scipy)."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    f = lambda u: c * (1 + u * u / df) ** (-(df + 1) / 2)  # noqa: E731
+    n = 2000  # even
+    h = t / n
+    s = f(0.0) + f(t) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, n))
+    return 0.5 + s * h / 3
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The `p`-quantile (`p > 1/2`) of Student's t with `df` degrees of freedom, by bisection."""
+    if not (0.5 < p < 1) or df < 1:
+        raise ValueError(f"need 1/2 < p < 1 and df >= 1, got p = {p}, df = {df}")
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        hi *= 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def t_interval(x: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval of the mean of `x` (n >= 2): `(mean, low, high)`."""
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"a t-interval needs at least 2 values, got {n}")
+    m, sd = statistics.mean(x), statistics.stdev(x)
+    h = t_quantile(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return m, m - h, m + h
+
+
+def _arm_key(tags: dict) -> tuple:
+    return (tags["regime"], tags["arm"], tags["rho"])
+
+
+def summarise(records: list[dict]) -> list[dict]:
+    """One row per (regime, arm, strength): means over seeds and paired differences from the
+    plain arm of the same initialisation (default init for most arms, mimetic for the mimetic arms)."""
+    ok = [r for r in records if r.get("status") == "ok" and (r.get("result") or {}).get("status") == "completed"]
+    by = {}
+    for r in ok:
+        by.setdefault(_arm_key(r["tags"]), {})[r["tags"]["seed"]] = r["result"]
+    failed: dict[tuple, int] = {}
+    for r in records:
+        if r not in ok:
+            failed[_arm_key(r["tags"])] = failed.get(_arm_key(r["tags"]), 0) + 1
+    rows = []
+    keys = sorted(set(by) | set(failed), key=lambda k: (k[0] != "normal", k[0], _ARM_ORDER.get(k[1], 9), k[2]))
+    for key in keys:
+        regime, arm, rho = key
+        runs = by.get(key, {})
+        base_arm = "mimetic plain" if arm.startswith("mimetic") else "plain"
+        base = by.get((regime, base_arm, 0.0), {})
+        row: dict[str, Any] = {"regime": regime, "arm": arm, "rho": rho, "n": len(runs), "failed": failed.get(key, 0)}
+        for m in ("val_ppl", "entropy", "qk_kappa", "recent_mass"):
+            vals = [v[m] for v in runs.values()]
+            row[m] = statistics.mean(vals) if vals else math.nan
+        paired = sorted(set(runs) & set(base))
+        row["n_paired"] = len(paired)
+        for m, name in (("val_ppl", "d_ppl"), ("entropy", "d_entropy")):
+            diffs = [runs[s][m] - base[s][m] for s in paired]
+            if arm != base_arm and len(diffs) >= 2:
+                row[name], row[name + "_lo"], row[name + "_hi"] = t_interval(diffs)
+            else:
+                row[name] = row[name + "_lo"] = row[name + "_hi"] = math.nan
+        rows.append(row)
+    return rows
+
+
+_ARM_ORDER = {"plain": 0, "LocAteR variance": 1, "weight decay": 2, "sigma-Reparam": 3, "mimetic plain": 4,
+              "mimetic + LocAteR scale": 5}
+
+
+def locater_table(records: list[dict]) -> str:
+    """The summary table: per regime and arm, means over seeds and paired differences (95% t-intervals)."""
+    rows = summarise(records)
+    if not rows:
+        return "no records"
+    head = (f"{'regime':9s} {'arm':24s} {'rho':>7s} {'n':>2s} {'val ppl':>8s} {'entropy':>7s} {'kappa':>6s} "
+            f"{'recent':>6s}  {'d ppl [95% CI]':>24s}  {'d entropy [95% CI]':>24s}")
+    lines = [head, "-" * len(head)]
+
+    def ci(r: dict, k: str) -> str:
+        if math.isnan(r[k]):
+            return f"{'-':>24s}"
+        return f"{r[k]:+7.3f} [{r[k + '_lo']:+7.3f}, {r[k + '_hi']:+7.3f}]"
+
+    for r in rows:
+        rho = f"{r['rho']:.0e}" if r["rho"] else "-"
+        fail = f"  ({r['failed']} failed)" if r["failed"] else ""
+        lines.append(f"{r['regime']:9s} {r['arm']:24s} {rho:>7s} {r['n']:2d} {r['val_ppl']:8.3f} {r['entropy']:7.3f} "
+                     f"{r['qk_kappa']:6.3f} {r['recent_mass']:6.3f}  {ci(r, 'd_ppl')}  {ci(r, 'd_entropy')}{fail}")
+    lines.append("d ppl, d entropy: paired difference from plain training with the same seed (mimetic arms: from "
+                 "mimetic plain); 95% Student-t interval over seeds. recent: attention of the last query on its "
+                 "8 nearest keys.")
+    return "\n".join(lines)
