@@ -12,7 +12,7 @@ from qklab.checks.attention import (
     check_qk_counts,
     qk_counts,
 )
-from qklab.checks.core import ExerciseCheckError
+from qklab.checks.core import ExerciseCheckError, reset_attempts
 
 
 def written_out(X, W_Q, W_K, causal=False):
@@ -53,13 +53,20 @@ def test_cases_cover_the_promised_edge_cases():
 
 @pytest.mark.parametrize("mistake", ATTENTION_PATTERN_MISTAKES, ids=lambda m: m.label[:30])
 def test_each_mistake_fails_with_its_own_label(mistake):
+    reset_attempts()
     with pytest.raises(ExerciseCheckError) as info:
         check_attention_pattern(mistake.fn)
     assert f"This looks like {mistake.label}" in str(info.value)
+    assert mistake.hint not in str(info.value)  # the first failure says what, not yet how
+    with pytest.raises(ExerciseCheckError) as info:
+        check_attention_pattern(mistake.fn)
     assert mistake.hint in str(info.value)
 
 
 def test_unrecognised_error_gets_the_generic_hint_and_stub_is_reported():
+    reset_attempts()
+    with pytest.raises(ExerciseCheckError, match='qklab.checks.hint\\("ex-pattern"\\)'):
+        check_attention_pattern(lambda X, W_Q, W_K, causal=False: written_out(X, 2 * W_Q, W_K, causal))
     with pytest.raises(ExerciseCheckError, match="Hint: compute S = "):
         check_attention_pattern(lambda X, W_Q, W_K, causal=False: written_out(X, 2 * W_Q, W_K, causal))
     with pytest.raises(ExerciseCheckError, match="not implemented yet"):

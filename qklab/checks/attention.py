@@ -5,8 +5,9 @@ What is here:
   which must return `A = softmax_row(X W_Q (X W_K)^T / sqrt(d_h) + mask)`, is compared with
   `qklab.attention.pattern(qklab.attention.attn_scores(...))` on edge cases (one token, causal
   rows, a batch, several heads, logits of order 1e4). Typical wrong answers are recognised by name:
-  softmax over the wrong axis, no `1/sqrt(d_h)`, `1/sqrt(d)` instead, transposed scores, no causal
-  mask, a mask applied after the softmax without renormalising, no max-subtraction (overflow).
+  softmax over the wrong axis, no `1/sqrt(d_h)`, `1/sqrt(d)` or `1/d_h` instead, transposed
+  scores, no causal mask, a mask that hides the diagonal or the past, a mask applied after the
+  softmax without renormalising, no max-subtraction (overflow).
 - `check_qk_counts(n_factors, n_entries, n_free, d, d_h)`: the parameter-counting prediction
   (numbers in `W_Q` and `W_K`; entries of `W_QK`; dimension of the set of products).
 
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 
 from qklab.attention import attn_scores, pattern
-from qklab.checks.core import Case, Mistake, check_function, check_value, gaussian
+from qklab.checks.core import Case, Mistake, check_function, check_value, exercise, gaussian
 
 __all__ = [
     "check_attention_pattern",
@@ -108,6 +109,27 @@ def _mask_after_softmax(X, W_Q, W_K, causal=False):
     return A
 
 
+def _scale_by_d_h(X, W_Q, W_K, causal=False):
+    d_h = W_Q.shape[-1]
+    return torch.softmax(_mask_scores(_scores(X, W_Q, W_K, scale=1 / d_h), causal), dim=-1)
+
+
+def _diagonal_masked(X, W_Q, W_K, causal=False):
+    S = _scores(X, W_Q, W_K)
+    if causal:
+        T = S.shape[-1]
+        S = S.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(), float("-inf"))  # j >= i hidden: row 0 is all -inf
+    return torch.softmax(S, dim=-1)
+
+
+def _past_masked(X, W_Q, W_K, causal=False):
+    S = _scores(X, W_Q, W_K)
+    if causal:
+        T = S.shape[-1]
+        S = S.masked_fill(torch.ones(T, T, dtype=torch.bool).tril(-1), float("-inf"))  # hides j < i instead of j > i
+    return torch.softmax(S, dim=-1)
+
+
 def _no_max_subtraction(X, W_Q, W_K, causal=False):
     E = _mask_scores(_scores(X, W_Q, W_K), causal).exp()  # exp(1e4) = inf, then inf / inf = NaN
     return E / E.sum(dim=-1, keepdim=True)
@@ -128,6 +150,21 @@ ATTENTION_PATTERN_MISTAKES: tuple[Mistake, ...] = (
         "scores divided by sqrt(d) instead of sqrt(d_h)",
         _scale_by_d,
         "the temperature uses the head width d_h = W_Q.shape[-1], not the model width d = W_Q.shape[-2].",
+    ),
+    Mistake(
+        "scores divided by d_h instead of sqrt(d_h)",
+        _scale_by_d_h,
+        "the temperature is the square root of the head width: S / sqrt(d_h), not S / d_h.",
+    ),
+    Mistake(
+        "a causal mask that hides the diagonal too (query i cannot see key i, so row 0 has no key at all)",
+        _diagonal_masked,
+        "query i sees the keys j <= i, itself included: hide only j > i (torch.triu(..., diagonal=1)).",
+    ),
+    Mistake(
+        "the causal mask on the wrong side (the past keys j < i hidden instead of the future ones)",
+        _past_masked,
+        "under the causal mask query i sees j <= i: the entries above the diagonal (j > i) get -inf.",
     ),
     Mistake(
         "transposed scores (K Q^T instead of Q K^T)",
@@ -153,6 +190,13 @@ ATTENTION_PATTERN_MISTAKES: tuple[Mistake, ...] = (
 )
 
 
+PATTERN_RECIPE = (
+    "compute S = (X W_Q)(X W_K)^T / sqrt(d_h), set S_ij = -inf where j > i if causal, "
+    "then softmax along the last axis; use @ and .transpose(-2, -1) so batches and heads broadcast."
+)
+
+
+@exercise("ex-pattern", hint=PATTERN_RECIPE)
 def check_attention_pattern(fn, *, quiet: bool = False) -> None:
     """Check `fn(X, W_Q, W_K, causal=False)` against the reference pattern (chapter 1, ex-pattern).
 
@@ -166,11 +210,10 @@ def check_attention_pattern(fn, *, quiet: bool = False) -> None:
         ATTENTION_PATTERN_CASES,
         name="attention_pattern",
         mistakes=ATTENTION_PATTERN_MISTAKES,
-        hint="compute S = (X W_Q)(X W_K)^T / sqrt(d_h), set S_ij = -inf where j > i if causal, "
-        "then softmax along the last axis; use @ and .transpose(-2, -1) so batches and heads broadcast.",
         atol=1e-8,
         rtol=1e-6,
         quiet=quiet,
+        axis_names=("row", "key"),
     )
 
 
@@ -185,6 +228,8 @@ def qk_counts(d: int, d_h: int) -> dict[str, int]:
     return {"factors": 2 * d * d_h, "entries": d * d, "free": 2 * d * d_h - d_h * d_h}
 
 
+@exercise("ex-count", hint="n_factors: two d x d_h matrices; n_entries: the d x d product; n_free: the factors minus "
+          "the d_h x d_h entries of an invertible M, since (W_Q M, W_K M^{-T}) gives the same product.")
 def check_qk_counts(n_factors, n_entries, n_free, *, d: int = 64, d_h: int = 16, quiet: bool = False) -> None:
     """Check the three parameter counts of exercise ex-count (chapter 1) for widths `d`, `d_h`."""
     want = qk_counts(d, d_h)

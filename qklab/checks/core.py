@@ -1,29 +1,96 @@
-"""The exercise-check engine: compare with the reference, explain the difference.
+"""The exercise-check engine: compare with the reference, say what is wrong, never give the answer.
 
 A check runs the reader's function and the reference on the same `Case`s (edge cases
-included). On the first mismatch it raises `ExerciseCheckError` with what differs (the type,
-the shape, non-finite values, or the largest difference and where), a diagnosis when the
-reader's output equals that of a known `Mistake` (for instance "softmax over the wrong axis",
-found by running the mistaken variant on the same input), and one hint. On success it prints a single line. Tests (`tests/test_checks_*.py`) feed every registered
-mistake back in and assert that it fails with its own label.
+included). On the first mismatch it raises `ExerciseCheckError` saying what differs (the type,
+the shape, where a NaN is, or where the largest difference is and whether the reader's value is
+too large or too small, and roughly by how much) and, when the reader's output equals that of a
+known `Mistake` (found by running the mistaken variant on the same input), which mistake it looks
+like. The message never holds the reference's values: the reader's own values and the inputs
+only. A check of a number (`check_value`) says "too large, about 2x" and never the right number.
+
+Hints come when the reader asks (the hint ladder):
+
+1. the first failure of an exercise's check says what is wrong and how to ask for a hint;
+2. the next failure of the same exercise in the same session adds the hint (the recognised
+   mistake's hint, or the exercise's);
+3. `hint("ex-label")` (also `qklab.checks.hint`) prints the hint of the last failure and the
+   exercise's full recipe at any time.
+
+Checks are tied to an exercise label with the `exercise` decorator (it also registers the recipe,
+so `hint` works before a first attempt). A function that modifies its input in place fails with
+a message naming the argument. `ExerciseCheckError` renders in IPython/Jupyter as its message
+only (`_render_traceback_`), so a failed check cell does not print the check's source; an error
+raised inside the reader's own function shows the reader's frames only.
+
+What is not here: the checks of each chapter (`qklab.checks.<topic>`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+import functools
+import importlib
+import inspect
 import math
+import numbers
+import pkgutil
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Case", "Mistake", "ExerciseCheckError", "check_function", "check_value", "gaussian"]
+__all__ = [
+    "Case",
+    "Mistake",
+    "ExerciseCheckError",
+    "check_function",
+    "check_value",
+    "gaussian",
+    "exercise",
+    "hint",
+    "reset_attempts",
+    "describe_ratio",
+]
+
+_CHECKS_DIR = str(Path(__file__).resolve().parent)
+_RED, _RESET = "\x1b[1;31m", "\x1b[0m"
 
 
 class ExerciseCheckError(AssertionError):
-    """An exercise answer differs from the reference; the message says how and hints why."""
+    """An exercise answer differs from the reference; the message says how (never the right value).
+
+    In IPython and Jupyter only the message is shown (no traceback into the check's source);
+    when the reader's own function raised, the frames of the reader's code follow it.
+    Attributes for tests and tools: `label` (the exercise, or None), `expected` (the reference
+    output of the failing case, never printed), `case` (the failing `Case`, or None).
+    """
+
+    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Case | None = None):
+        super().__init__(message)
+        self.label = label
+        self.expected = expected
+        self.case = case
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the message, then the reader's own frames if any."""
+        message = str(self)
+        first, *rest = message.split("\n") or [""]
+        lines = [f"{_RED}{type(self).__name__}{_RESET}: {first}", *rest]
+        cause = self.__cause__
+        if cause is not None and cause.__traceback__ is not None:
+            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_CHECKS_DIR)]
+            if frames:
+                lines += ["", f"Where {type(cause).__name__} was raised (your code first):"]
+                lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
+                lines += "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n").split("\n")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -49,95 +116,187 @@ def gaussian(shape: tuple[int, ...], seed: int, std: float = 1.0) -> Tensor:
     return std * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def _clone(value: Any) -> Any:
-    """Deep copy so that a function that modifies its input cannot affect the next call."""
-    return value.clone() if isinstance(value, Tensor) else copy.deepcopy(value)
+# --- exercises, attempts and hints ----------------------------------------------------------------
+
+@dataclass
+class _Exercise:
+    recipe: str = ""
+    attempts: int = 0
+    last_hint: str = ""
+    last_diagnosis: str = ""
 
 
-def _call(fn: Callable[..., Any], case: Case) -> Any:
-    return fn(*(_clone(a) for a in case.args), **{k: _clone(v) for k, v in case.kwargs.items()})
+_EXERCISES: dict[str, _Exercise] = {}
+_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("qklab_exercise", default=None)
 
 
-def _difference(got: Any, expected: Tensor, atol: float, rtol: float) -> str | None:
-    """None when `got` matches `expected`, else a sentence saying what differs."""
-    if not isinstance(got, Tensor):
-        return f"returned a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
-    if got.shape != expected.shape:
-        return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-    got = got.detach().to(expected.dtype) if not got.is_complex() else got.detach()
-    finite = torch.isfinite(expected)
-    if bool((~torch.isfinite(got) & finite).any()):
-        n_bad = int((~torch.isfinite(got) & finite).sum())
-        return f"returned {n_bad} NaN/inf value(s) where the reference is finite"
-    if torch.allclose(got, expected, atol=atol, rtol=rtol, equal_nan=True):
-        return None
-    err = (got - expected).abs().nan_to_num(nan=math.inf)
-    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape))
-    show = lambda v: f"{complex(v):.4g}" if v.is_complex() else f"{float(v):.4g}"  # noqa: E731
-    return (
-        f"values differ: largest difference {float(err.max()):.3g} at index {where} "
-        f"(yours {show(got[where])}, expected {show(expected[where])})"
-    )
+def exercise(label: str, *, hint: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a check: its failures count as attempts at exercise `label`; `hint` is the recipe.
 
-
-def _diagnose(got: Any, case: Case, mistakes: Sequence[Mistake], atol: float, rtol: float) -> Mistake | None:
-    for mistake in mistakes:
-        try:
-            wrong = _call(mistake.fn, case)
-        except Exception:  # a mistaken variant may itself fail on this input; then it is not this one
-            continue
-        if isinstance(wrong, Tensor) and _difference(got, wrong, atol, rtol) is None:
-            return mistake
-    return None
-
-
-def check_function(
-    fn: Callable[..., Any],
-    reference: Callable[..., Tensor],
-    cases: Sequence[Case],
-    *,
-    name: str,
-    mistakes: Sequence[Mistake] = (),
-    hint: str = "",
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-    quiet: bool = False,
-) -> None:
-    """Compare `fn` with `reference` on every case; raise `ExerciseCheckError` on the first mismatch.
-
-    Args:
-        fn: the reader's function. reference: the package's implementation.
-        cases: inputs to try, simplest first (the message names the failing case).
-        name: the exercise's name, used in messages.
-        mistakes: typical wrong answers to recognise by their output.
-        hint: the hint given when no mistake is recognised.
+    The recipe is shown by `hint(label)`, and after a second failure when no mistake is recognised.
     """
-    if not callable(fn):
-        raise ExerciseCheckError(f"{name}: expected a function, got {type(fn).__name__}")
-    for case in cases:
-        expected = _call(reference, case)
-        try:
-            got = _call(fn, case)
-        except NotImplementedError:
+    _EXERCISES.setdefault(label, _Exercise()).recipe = hint
+
+    def decorate(check: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(check)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # noqa: F841  (pytest: show the message, not this frame)
+            token = _CURRENT.set(label)
+            try:
+                return check(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
+
+        wrapped.exercise_label = label  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate
+
+
+def reset_attempts() -> None:
+    """Forget every attempt and last hint (tests use it; a learner never needs it)."""
+    for ex in _EXERCISES.values():
+        ex.attempts, ex.last_hint, ex.last_diagnosis = 0, "", ""
+
+
+def _register_all_checks() -> None:
+    import qklab.checks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"qklab.checks.{info.name}")
+
+
+def hint(label: str) -> None:
+    """Print the hint of exercise `label` (e.g. "ex-pattern"): the last failure's hint and the recipe."""
+    if label not in _EXERCISES:
+        _register_all_checks()
+    ex = _EXERCISES.get(label)
+    if ex is None:
+        known = ", ".join(sorted(_EXERCISES)) or "none"
+        print(f"There is no exercise labelled {label!r}. Known labels: {known}.")
+        return
+    lines = [f"Hints for {label}:"]
+    if ex.last_hint:
+        about = f" (it looked like {ex.last_diagnosis})" if ex.last_diagnosis else ""
+        lines.append(f"- on your last answer{about}: {ex.last_hint}")
+    if ex.recipe and ex.recipe != ex.last_hint:
+        lines.append(f"- the recipe: {ex.recipe}")
+    if len(lines) == 1:
+        lines.append("- run the check cell first; this exercise has no written recipe.")
+    print("\n".join(lines))
+
+
+def _fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
+          expected: Any = None, case: Case | None = None, cause: BaseException | None = None) -> ExerciseCheckError:
+    """Count the attempt and build the error: the hint only from the second failure on."""
+    label = _CURRENT.get() or name
+    ex = _EXERCISES.setdefault(label, _Exercise())
+    if fallback_hint and not ex.recipe:
+        ex.recipe = fallback_hint
+    ex.attempts += 1
+    ex.last_hint = specific_hint or fallback_hint or ex.recipe
+    ex.last_diagnosis = diagnosis
+    if ex.last_hint:
+        if ex.attempts == 1:
+            message += f'\nFor a hint, run this check again after your next try, or call qklab.checks.hint("{label}").'
+        else:
+            message += f"\nHint: {ex.last_hint}"
+            if ex.recipe and ex.recipe != ex.last_hint:
+                message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
+    err = ExerciseCheckError(message, label=_CURRENT.get(), expected=expected, case=case)
+    if cause is not None:
+        err.__cause__ = cause
+    return err
+
+
+# --- how far off: in kind, never the value ------------------------------------------------------
+
+_NAMED_FACTORS: dict[str, float] = {
+    "2": 2.0, "3": 3.0, "4": 4.0, "sqrt(2)": math.sqrt(2.0), "sqrt(3)": math.sqrt(3.0),
+    "1/ln 2 (bits instead of nats?)": 1 / math.log(2.0), "e": math.e, "pi": math.pi,
+}
+
+
+def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None) -> str:
+    """Say how `got` compares with `expected` in words ("too large, about 2x"), without `expected`.
+
+    Coarse on purpose: the words never let the reader recover the right value to the precision a
+    check asks for. `scale` is the size below which a number counts as zero; `factors` adds named
+    factors (e.g. `{"sqrt(d_h)": 2.0}`) to the ones recognised when the ratio is close to one.
+    """
+    if got == expected:
+        return "equal"
+    if abs(expected) <= scale:
+        return "too large" if got > expected else "too small"
+    if abs(got) <= scale:
+        return "zero, but the right value is not"
+    if (got > 0) != (expected > 0):
+        return f"of the wrong sign (the right value is {'positive' if expected > 0 else 'negative'})"
+    q = got / expected
+    word = "too large" if abs(got) > abs(expected) else "too small"
+    f = q if q >= 1 else 1 / q
+    if f < 1.01:
+        size = "by less than 1 %"
+    elif f < 1.1:
+        size = "by 1 to 10 %"
+    elif f < 1.5:
+        size = "by 10 to 50 %"
+    elif f < 2.5:
+        size = "about 2x"
+    elif f < 4.0:
+        size = "3 to 4x"
+    elif f < 7.0:
+        size = "4 to 7x"
+    elif f < 15.0:
+        size = "about 10x"
+    elif f < 70.0:
+        size = "tens of times"
+    elif f < 700.0:
+        size = "hundreds of times"
+    else:
+        size = f"about 10^{round(math.log10(f))} times"
+    named = {**_NAMED_FACTORS, **(factors or {})}
+    close = [k for k, v in named.items() if abs(f / v - 1) < 0.005]
+    if close:
+        size += f" (a factor close to {close[0]})"
+    return f"{word}, {size}"
+
+
+# --- numbers ----------------------------------------------------------------------------------------
+
+def _as_number(value: Any, name: str, *, what: str = "your answer") -> float:
+    """`value` as a float, or an `ExerciseCheckError` that names what is wrong with it."""
+    if value is ... or value is None:
+        raise ExerciseCheckError(f"{name}: no answer yet. Replace the `...` (or None) with your number.")
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise ExerciseCheckError(f"{name}: {what} is a bool ({value}); expected a number.")
+    if isinstance(value, (str, bytes)):
+        raise ExerciseCheckError(f"{name}: {what} is a str ({value!r}); expected a number (remove the quotes).")
+    if isinstance(value, (Tensor, np.ndarray)):
+        size = value.numel() if isinstance(value, Tensor) else value.size
+        if size != 1:
+            kind = "tensor" if isinstance(value, Tensor) else "numpy array"
             raise ExerciseCheckError(
-                f"{name}: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code."
-            ) from None
-        except Exception as err:
-            raise ExerciseCheckError(
-                f"{name} raised {type(err).__name__} on the case '{case.description}': {err}"
-            ) from err
-        problem = _difference(got, expected, atol, rtol)
-        if problem is None:
-            continue
-        message = f"{name} is not right yet on the case '{case.description}': {problem}."
-        mistake = _diagnose(got, case, mistakes, atol, rtol)
-        if mistake is not None:
-            message += f"\nThis looks like {mistake.label}. Hint: {mistake.hint}"
-        elif hint:
-            message += f"\nHint: {hint}"
-        raise ExerciseCheckError(message)
-    if not quiet:
-        print(f"\u2713 {name}: your function matches the reference on all {len(cases)} cases.")
+                f"{name}: {what} is a {kind} of shape {tuple(value.shape)} ({size} numbers); expected a single number."
+            )
+        value = value.detach().cpu().reshape(()).item() if isinstance(value, Tensor) else value.reshape(()).item()
+    if isinstance(value, (list, tuple, dict, set)):
+        raise ExerciseCheckError(f"{name}: {what} is a {type(value).__name__} of {len(value)} item(s); expected a single number.")
+    if isinstance(value, numbers.Complex) and not isinstance(value, numbers.Real):
+        z = complex(value)
+        if abs(z.imag) > 1e-9 * max(1.0, abs(z.real)):
+            raise ExerciseCheckError(f"{name}: {what} is complex with imaginary part {z.imag:.4g}j; the quantity is real.")
+        value = z.real
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ExerciseCheckError(f"{name}: {what} is a {type(value).__name__}; expected a number.") from None
+    if math.isnan(number):
+        raise ExerciseCheckError(f"{name}: {what} is NaN (not a number): look for 0 * inf, 0 / 0 or log of a negative number.")
+    if math.isinf(number):
+        raise ExerciseCheckError(f"{name}: {what} is infinite: look for a division by zero or log(0).")
+    return number
 
 
 def check_value(
@@ -151,30 +310,253 @@ def check_value(
     hint: str = "",
     quiet: bool = False,
 ) -> None:
-    """Check a predicted number against the computed one.
+    """Check a predicted number against the computed one, without ever printing the computed one.
+
+    Accepts any real number type: `int`, `float`, numpy scalars and 0-d arrays, one-element tensors,
+    and complex numbers with a zero imaginary part. A mistake of `mistakes`
+    (`{label: (value that mistake gives, hint)}`) is named only within a tolerance ten times
+    tighter than the one that accepts the answer, so that a value near two candidates is not
+    misnamed; a value near a mistake but not that near is told to give more digits.
+    """
+    __tracebackhide__ = True  # noqa: F841
+    number = _as_number(value, name)
+    expected = float(expected)
+    close = lambda a, b, k=1.0: math.isclose(a, b, rel_tol=rtol * k, abs_tol=atol * k)  # noqa: E731
+    if close(number, expected):
+        if not quiet:
+            print(f"\u2713 {name}: {number:.6g} is right.")
+        return
+    message = f"{name}: your answer {number:.6g} is {describe_ratio(number, expected, scale=atol)}."
+    named = [(label, why) for label, (wrong, why) in (mistakes or {}).items() if close(number, float(wrong), 0.1)]
+    near = [label for label, (wrong, _) in (mistakes or {}).items() if close(number, float(wrong)) and label not in dict(named)]
+    specific, diagnosis = "", ""
+    if named:
+        diagnosis = " or ".join(label for label, _ in named)
+        message += f"\nThis looks like {diagnosis}."
+        specific = " / ".join(why for _, why in named)
+    elif near:
+        message += f"\nIt is close to what {' or '.join(near)} would give, but not close enough to tell: give more digits."
+    raise _fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, expected=expected)
+
+
+# --- functions ----------------------------------------------------------------------------------------
+
+def _clone(value: Any) -> Any:
+    """A deep copy, so that the reader's function cannot change the case (or the next call)."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return copy.deepcopy(value)
+
+
+def _call(fn: Callable[..., Any], case: Case) -> Any:
+    return fn(*(_clone(a) for a in case.args), **{k: _clone(v) for k, v in case.kwargs.items()})
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        both_nan = torch.isnan(a) & torch.isnan(b) if a.is_floating_point() or a.is_complex() else torch.zeros_like(a, dtype=torch.bool)
+        return bool(((a == b) | both_nan).all())
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    try:
+        return bool(a == b)
+    except Exception:  # an object without a usable ==: cannot tell, do not accuse
+        return True
+
+
+def _arg_names(reference: Callable[..., Any], case: Case) -> list[str]:
+    try:
+        params = [p.name for p in inspect.signature(reference).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i] if i < len(params) else f"number {i + 1}" for i in range(len(case.args))]
+
+
+def _modified_inputs(case: Case, passed_args: tuple, passed_kwargs: dict, names: list[str]) -> list[str]:
+    changed = [names[i] for i, (before, after) in enumerate(zip(case.args, passed_args)) if not _same(before, after)]
+    changed += [k for k, v in case.kwargs.items() if not _same(v, passed_kwargs[k])]
+    return changed
+
+
+def _to_tensor(got: Any, like: Tensor) -> Tensor | str:
+    """The reader's output as a tensor comparable with `like`, or a sentence saying why it is not one."""
+    if isinstance(got, Tensor):
+        return got.detach().cpu()
+    if isinstance(got, (np.ndarray, np.generic)) and np.asarray(got).dtype.kind in "biufc":
+        return torch.as_tensor(np.asarray(got))
+    if isinstance(got, numbers.Number) and not isinstance(got, bool) and like.ndim == 0:
+        return torch.as_tensor(got)
+    return f"returned a {type(got).__name__}, expected a torch.Tensor of shape {tuple(like.shape)}"
+
+
+def _where(index: tuple[int, ...], axis_names: Sequence[str]) -> str:
+    """`(1, 2, 3)` with axis names `("row", "key")` -> "at index [1] of the leading axes, row 2, key 3"."""
+    if not index:
+        return "your value"
+    k = min(len(axis_names), len(index))
+    named = [f"{n} {i}" for n, i in zip(axis_names[len(axis_names) - k:], index[len(index) - k:])]
+    lead = index[: len(index) - k]
+    parts = ([f"index {list(lead)} of the leading (batch/head) axes"] if lead else []) + named
+    return ", ".join(parts) if named else f"index {index}"
+
+
+def _show(v: Tensor) -> str:
+    return f"{complex(v):.4g}" if v.is_complex() else f"{float(v):.6g}"
+
+
+def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names: Sequence[str] = ()) -> str | None:
+    """None when `got` matches `expected`, else a sentence saying what differs (without `expected`'s values)."""
+    got_t = _to_tensor(got, expected)
+    if isinstance(got_t, str):
+        return got_t
+    if got_t.shape != expected.shape:
+        extra = " (the right number of entries in another shape: a missing keepdim, or an axis in the wrong place?)" \
+            if got_t.numel() == expected.numel() else ""
+        return f"returned shape {tuple(got_t.shape)}, expected {tuple(expected.shape)}{extra}"
+    if got_t.is_complex() and not expected.is_complex():
+        if float(got_t.imag.abs().max(initial=0.0) if got_t.numel() else 0.0) > 1e-9 * max(1.0, float(got_t.abs().max())):
+            return "returned complex values with non-zero imaginary parts; the answer is real"
+        got_t = got_t.real
+    if got_t.dtype == torch.bool:
+        got_t = got_t.to(torch.int64)
+    low_precision = got_t.is_floating_point() and expected.is_floating_point() and got_t.dtype != expected.dtype \
+        and torch.finfo(got_t.dtype).eps > torch.finfo(expected.dtype).eps
+    got_t = got_t.to(expected.dtype)
+    bad = ~torch.isfinite(got_t) & torch.isfinite(expected)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        what = "NaN" if bool(torch.isnan(got_t[first])) else "inf"
+        more = f" ({int(bad.sum())} entries in all are NaN or inf)" if int(bad.sum()) > 1 else ""
+        where = _where(first, axis_names)
+        return f"{where} is {what} where the right value is finite{more}"
+    if torch.allclose(got_t, expected, atol=atol, rtol=rtol, equal_nan=True):
+        return None
+    err = (got_t - expected).abs().nan_to_num(nan=math.inf)
+    n_off = int((err > atol + rtol * expected.abs()).sum())
+    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape)) if err.ndim else ()
+    g, e = got_t[where], expected[where]
+    if got_t.is_complex():
+        sentence = f"{_where(where, axis_names)}: yours is {_show(g)}, off by {float(err.max()):.2g} in absolute value"
+    else:
+        sentence = f"{_where(where, axis_names)}: yours is {_show(g)}, {describe_ratio(float(g), float(e), scale=atol)}"
+    if expected.numel() > 1:
+        sentence += f" (the largest difference; {n_off} of {expected.numel()} values are off)"
+    if not got_t.is_complex() and expected.numel() > 1:
+        nz = expected.abs() > atol
+        if int(nz.sum()) >= 2 and bool((got_t[~nz].abs() <= atol).all()):
+            q = got_t[nz] / expected[nz]
+            if float((q - q[0]).abs().max()) <= 1e-6 * abs(float(q[0])) and abs(float(q[0]) - 1) > 1e-3:
+                sentence += f". Every value of yours is the right one times the same factor: {describe_ratio(float(q[0]), 1.0)}"
+    if low_precision or torch.allclose(got_t, expected, atol=max(atol, 1e-6), rtol=max(rtol, 1e-4)):
+        if low_precision:
+            sentence += (f". Your output is {str(got.dtype if isinstance(got, Tensor) else got_t.dtype).replace('torch.', '')} but the inputs are "
+                         f"{str(expected.dtype).replace('torch.', '')}: keep their dtype (e.g. dtype=X.dtype in torch.tensor, torch.arange)")
+        else:
+            sentence += ". The values agree only to about float32 precision: is there a float32 intermediate (torch.tensor or torch.arange without dtype)?"
+    return sentence
+
+
+def _diagnose(got: Any, case: Case, mistakes: Sequence[Mistake], atol: float, rtol: float) -> tuple[list[Mistake], list[Mistake]]:
+    """The mistakes whose output equals `got` within a tolerance ten times tighter than the check's
+    (named), and those that match only within the check's own tolerance (near)."""
+    named, near = [], []
+    for mistake in mistakes:
+        try:
+            wrong = _call(mistake.fn, case)
+        except Exception:  # a mistaken variant may itself fail on this input; then it is not this one
+            continue
+        wrong_t = _to_tensor(wrong, torch.as_tensor(0.0)) if not isinstance(wrong, Tensor) else wrong
+        if not isinstance(wrong_t, Tensor):
+            continue
+        wrong_t = wrong_t.detach()
+        if _difference(got, wrong_t, atol / 10, rtol / 10) is None:
+            named.append(mistake)
+        elif _difference(got, wrong_t, atol, rtol) is None:
+            near.append(mistake)
+    return named, near
+
+
+def check_function(
+    fn: Callable[..., Any],
+    reference: Callable[..., Tensor],
+    cases: Sequence[Case],
+    *,
+    name: str,
+    mistakes: Sequence[Mistake] = (),
+    hint: str = "",
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    quiet: bool = False,
+    axis_names: Sequence[str] = (),
+) -> None:
+    """Compare `fn` with `reference` on every case; raise `ExerciseCheckError` on the first mismatch.
 
     Args:
-        mistakes: `{label: (value that mistake gives, hint)}`, recognised within the tolerance.
+        fn: the reader's function. reference: the package's implementation.
+        cases: inputs to try, simplest first (the message names the failing case).
+        name: the exercise's name, used in messages.
+        mistakes: typical wrong answers to recognise by their output.
+        hint: the recipe, given on request (see the module docstring), when no mistake is recognised.
+        axis_names: names of the output's trailing axes for messages, e.g. `("row", "key")`.
+
+    The reader's output may be a tensor, a numpy array, or (for a 0-d answer) a Python number.
+    A function that changes one of its inputs in place fails, even when its output is right.
     """
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ExerciseCheckError(f"{name}: expected a single number, got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    if value is ... or value is None:
-        raise ExerciseCheckError(f"{name}: no answer yet. Replace the `...` (or None) with your number.")
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ExerciseCheckError(f"{name}: expected a number, got {type(value).__name__}")
-    close = lambda a, b: math.isclose(a, b, rel_tol=rtol, abs_tol=atol)  # noqa: E731
-    if close(float(value), float(expected)):
-        if not quiet:
-            print(f"\u2713 {name}: {value:.4g} is right.")
-        return
-    message = f"{name}: you answered {value:.4g}, but the computed value is {expected:.4g}."
-    for label, (wrong, why) in (mistakes or {}).items():
-        if close(float(value), float(wrong)):
-            message += f"\nThis looks like {label}. Hint: {why}"
-            break
-    else:
-        if hint:
-            message += f"\nHint: {hint}"
-    raise ExerciseCheckError(message)
+    __tracebackhide__ = True  # noqa: F841
+    if not callable(fn):
+        raise ExerciseCheckError(f"{name}: expected a function, got {type(fn).__name__}")
+    for case in cases:
+        expected = _call(reference, case)
+        expected_t = expected.detach() if isinstance(expected, Tensor) else torch.as_tensor(expected)
+        args = tuple(_clone(a) for a in case.args)
+        kwargs = {k: _clone(v) for k, v in case.kwargs.items()}
+        try:
+            got = fn(*args, **kwargs)
+        except NotImplementedError:
+            raise ExerciseCheckError(
+                f"{name}: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code.",
+                label=_CURRENT.get(),
+            ) from None
+        except Exception as err:
+            raise _fail(
+                f"{name} raised {type(err).__name__} on the case '{case.description}': {err}",
+                name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case, cause=err,
+            ) from err
+        changed = _modified_inputs(case, args, kwargs, _arg_names(reference, case))
+        problem = _difference(got, expected_t, atol, rtol, axis_names)
+        if problem is None and not changed:
+            continue
+        in_place = (
+            f"your function modified its argument{'s' if len(changed) > 1 else ''} "
+            + ", ".join(f"`{c}`" for c in changed)
+            + " in place (e.g. `X -= ...`, `X.mul_(...)`, `X[...] = ...`): the caller's data changed. "
+            "Compute on new tensors instead (`X = X - ...`), or work on a copy (`X.clone()`)."
+        ) if changed else ""
+        if problem is None:
+            message = f"{name} gives the right values on the case '{case.description}', but {in_place}"
+            raise _fail(message, name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case)
+        message = f"{name} is not right yet on the case '{case.description}': {problem}."
+        if in_place:
+            message += f"\nAlso, {in_place}"
+        named, near = _diagnose(got, case, mistakes, atol, rtol)
+        specific, diagnosis = "", ""
+        if len(named) == 1:
+            diagnosis = named[0].label
+            message += f"\nThis looks like {diagnosis}."
+            specific = named[0].hint
+        elif named:
+            diagnosis = " or ".join(m.label for m in named)
+            message += "\nThis looks like one of these mistakes, which give the same result here: " + \
+                "; ".join(f"({i + 1}) {m.label}" for i, m in enumerate(named)) + "."
+            specific = " / ".join(f"({i + 1}) {m.hint}" for i, m in enumerate(named))
+        elif near:
+            message += f"\nIt is close to what {' or '.join(m.label for m in near)} gives, but not equal."
+        raise _fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint,
+                    expected=expected, case=case)
+    if not quiet:
+        print(f"\u2713 {name}: your function matches the reference on all {len(cases)} cases.")

@@ -7,14 +7,17 @@ One exercise: predict the entropy (nats) of an attention row uniform over `T` ke
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from qklab.checks.core import check_value
+from qklab.checks.core import check_value, exercise
 from qklab.metrics import attention_entropy
 
 __all__ = ["check_uniform_entropy"]
 
 
+@exercise("ex-uniform-entropy", hint="a uniform row gives weight 1/T to each of the T keys; add up -p log p.")
 def check_uniform_entropy(value: object, T: int = 8) -> None:
     """Check a predicted entropy (nats) of a row with weight 1/T on each of `T` keys.
 
@@ -35,10 +38,17 @@ def check_uniform_entropy(value: object, T: int = 8) -> None:
             1.0 / T,
             "the entropy adds -p log p over all T keys, each with p = 1/T.",
         )
+        mistakes["the entropy in base 10 (log10)"] = (
+            expected / math.log(10.0),
+            "the book measures entropy in nats: use the natural logarithm (math.log).",
+        )
+        mistakes["the sum of -log p without the weights p"] = (
+            T * expected,
+            "each term of the entropy is -p log p: the weight p multiplies the logarithm.",
+        )
     check_value(
         value,
         expected,
         name=f"uniform-row entropy (T = {T})",
         mistakes=mistakes,
-        hint="a uniform row gives weight 1/T to each of the T keys; add up -p log p.",
     )
