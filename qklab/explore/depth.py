@@ -1,0 +1,199 @@
+"""Chapter 3's explorer: rank collapse with depth, for the four blocks of the chapter.
+
+Here: `DepthView` / `depth_view` (the pure data function: chapter 3's random stacks at
+initialisation, the relative token residual per layer for pure attention, attention + skip,
+attention + MLP and the full post-LN block, and the token cosines at the last layer),
+`depth_explorer` (a matplotlib figure), `depth_widget` (live, needs a kernel) and `depth_static`
+(a precomputed grid with a plotly slider, for the book). Not here: the networks themselves
+(`qklab.collapse`); the plotly slider figure in general (`qklab.explore.slider_grid`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from qklab._validate import check_positive_int
+from qklab.explore import slider_grid
+from qklab.explore.common import finite, fmt, interactive, log_slider
+from qklab.metrics import token_residual
+from qklab.theory import gaussian_tokens
+
+__all__ = ["DepthView", "depth_view", "depth_explorer", "depth_widget", "depth_static"]
+
+BLOCK_LABEL = {
+    "attention": "attention only",
+    "skip": "attention + skip",
+    "mlp": "attention + MLP (no skip)",
+    "full": "full post-LN block",
+}
+BLOCK_COLOR = {"attention": "#d62728", "skip": "#2ca02c", "mlp": "#9467bd", "full": "#1f77b4"}
+RES_FLOOR = 1e-16  # below float64 rounding: shown as this value on log axes
+
+
+@dataclass(frozen=True)
+class DepthView:
+    """What the depth explorer shows for random stacks of `depth` layers at initialisation.
+
+    `residuals`: block name (`"attention"`, `"skip"`, `"mlp"`, `"full"`, as in
+    `qklab.collapse.stack_outputs`) -> `(depth + 1,)` median over the `n_seq` random networks of
+    the relative token residual (composite norm) at layers `0..depth`; `cosine_attn`,
+    `cosine_skip`: `(T, T)` token cosine similarities at the last layer of the first network,
+    pure attention and attention with skip connections.
+    """
+
+    depth: int
+    qk_gain: float
+    causal: bool
+    d: int
+    T: int
+    residuals: dict
+    cosine_attn: np.ndarray
+    cosine_skip: np.ndarray
+
+
+def _cosines(X: torch.Tensor) -> np.ndarray:
+    U = X / X.norm(dim=-1, keepdim=True).clamp_min(1e-300)  # (T, d)
+    return (U @ U.T).numpy()
+
+
+def depth_view(
+    depth: int,
+    qk_gain: float = 1.0,
+    causal: bool = False,
+    d: int = 32,
+    T: int = 32,
+    n_seq: int = 8,
+    seed: int = 0,
+    max_depth: int = 32,
+) -> DepthView:
+    """Chapter 3: rank collapse with depth at initialisation, for the four blocks of the chapter.
+
+    The networks are those of chapter 3: `qklab.collapse.init_stack(n_seq, max_depth, d,
+    qk_gain=qk_gain, seed=seed)` (scores of standard deviation about `qk_gain^2`), of which the
+    first `depth` layers run (`qklab.collapse.stack_outputs`), so a deeper view extends a shallower
+    one with the same weights. Tokens are i.i.d. Gaussian, sequence `b` through network `b`.
+    """
+    from qklab.collapse import BLOCKS, init_stack, stack_outputs
+
+    depth, d, T, n_seq, max_depth = (
+        check_positive_int(v, k) for v, k in ((depth, "depth"), (d, "d"), (T, "T"), (n_seq, "n_seq"), (max_depth, "max_depth"))
+    )
+    qk_gain = finite(qk_gain, "qk_gain", nonneg=True)
+    if T < 2:
+        raise ValueError(f"T must be at least 2, got {T}")
+    weights = init_stack(n_seq, max(depth, max_depth), d, qk_gain=qk_gain, seed=seed)
+    weights = {k: w[:, :depth] for k, w in weights.items()}  # the first `depth` layers
+    X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
+    residuals, last = {}, {}
+    with torch.no_grad():
+        for block in BLOCKS:
+            outs = stack_outputs(X, weights, block, causal)  # depth + 1 tensors (n_seq, T, d)
+            res = torch.stack([token_residual(o) for o in outs], dim=-1)  # (n_seq, depth + 1)
+            residuals[block] = res.median(dim=0).values.numpy()
+            last[block] = outs[-1][0]
+    return DepthView(
+        depth=depth,
+        qk_gain=qk_gain,
+        causal=bool(causal),
+        d=d,
+        T=T,
+        residuals=residuals,
+        cosine_attn=_cosines(last["attention"]),
+        cosine_skip=_cosines(last["skip"]),
+    )
+
+
+def depth_title(v: DepthView) -> list[str]:
+    """The title's lines (each short enough for a phone): the setting, the four last residuals."""
+    mask = "causal mask" if v.causal else "no mask"
+    r = {block: fmt(res[-1]) for block, res in v.residuals.items()}
+    return [
+        f"depth {v.depth}, qk_gain {fmt(v.qk_gain)}, d = {v.d}, T = {v.T}, {mask}",
+        f"token residual at layer {v.depth} (median over networks):",
+        f"attention only {r['attention']}, with skip {r['skip']},",
+        f"with MLP {r['mlp']}, full block {r['full']}",
+    ]
+
+
+def depth_explorer(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapter 3: matplotlib figure of `depth_view(...)`: residual per layer (top) and token
+    cosines at the last layer (bottom, attention only and with skip). 6.6 in wide."""
+    import matplotlib.pyplot as plt
+
+    v = depth_view(depth, qk_gain, causal, **kw)
+    fig = plt.figure(figsize=(6.6, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
+    ax_res = top.subplots()
+    layers = np.arange(v.depth + 1)
+    for block, res in v.residuals.items():
+        ax_res.semilogy(layers, np.maximum(res, RES_FLOOR), "o-", ms=3, color=BLOCK_COLOR[block], label=BLOCK_LABEL[block])
+    ax_res.set(xlabel="layer", ylabel="token residual", title="rank collapse with depth", ylim=(RES_FLOOR / 3, 2))
+    ax_res.legend(fontsize=8, loc="lower left")
+    axes = bottom.subplots(1, 2)
+    for ax, C, name in ((axes[0], v.cosine_attn, "attention only"), (axes[1], v.cosine_skip, "with skip")):
+        im = ax.imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set(title=f"token cosines, layer {v.depth}\n({name})", xlabel="token $j$", ylabel="token $i$")
+    bottom.colorbar(im, ax=axes, label="cosine similarity", shrink=0.8)
+    fig.suptitle("\n".join(depth_title(v)), fontsize=9)
+    return fig
+
+
+def depth_widget(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
+    """Chapter 3, live: sliders for the depth and the query-key gain, and a causal-mask switch.
+    Displays a note on re-running the cell above the widget."""
+    import ipywidgets
+    import matplotlib.pyplot as plt
+
+    def draw(depth: int, qk_gain: float, causal: bool) -> None:
+        depth_explorer(depth, qk_gain, causal, **kw)
+        plt.show()
+
+    return interactive(
+        draw,
+        depth=ipywidgets.IntSlider(value=depth, min=1, max=32, description="depth", continuous_update=False),
+        qk_gain=log_slider(qk_gain, 0.1, 10, "qk_gain"),
+        causal=ipywidgets.Checkbox(value=causal, description="causal mask"),
+    )
+
+
+def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), start: int | None = None, **fixed: Any) -> slider_grid.StaticExplorer:
+    """Chapter 3, static: `depth_view` over depths, with a plotly slider (residual per layer, cosines).
+
+    `start` is the depth the slider opens at (default: the middle of `values`, deep enough for
+    the curves to part ways; depth 1 shows one step only); `fixed` are the other arguments of
+    `depth_view` (e.g. `qk_gain=2.0, causal=True`).
+    """
+    import plotly.graph_objects as go
+
+    if "depth" in fixed:
+        raise ValueError("'depth' is the slider's parameter: give its values in `values`")
+    depths = [check_positive_int(L, "values") for L in slider_grid.grid(values, "values")]
+    active = len(depths) // 2 if start is None else slider_grid.start_index(depths, start, "start")
+    fixed.setdefault("max_depth", max(depths))  # the same networks for every step, drawn once deep enough
+    views = [depth_view(L, **fixed) for L in depths]
+    steps = []
+    for v in views:
+        layers = np.arange(v.depth + 1)
+        traces = [
+            (go.Scatter(x=layers, y=np.maximum(res, RES_FLOOR), mode="lines+markers", name=BLOCK_LABEL[block], line=dict(color=BLOCK_COLOR[block])), 1)
+            for block, res in v.residuals.items()
+        ]
+        cos = go.Heatmap(
+            z=slider_grid.rounded(v.cosine_attn, 3), zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+            colorbar=dict(title=dict(text="cosine")), showlegend=False, name="cosine",
+        )
+        steps.append((str(v.depth), "<br>".join(depth_title(v)), traces + [(cos, 2)]))
+    fig, narrow = slider_grid.slider_figure(
+        steps, ["token residual per layer", "token cosines (attention only)"], "depth", heat_col=2, active=active,
+    )
+    # Fixed ranges, so moving the slider grows the curves instead of rescaling the axes.
+    fig.update_yaxes(type="log", range=[math.log10(RES_FLOOR) - 0.5, 0.3], title_text="token residual", exponentformat="power", dtick=4, row=1, col=1)
+    fig.update_xaxes(range=[-0.3, max(v.depth for v in views) + 0.3], title_text="layer", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", title_text="token i", row=1, col=2)
+    fig.update_xaxes(title_text="token j (last layer)", row=1, col=2)
+    return slider_grid.StaticExplorer(fig, views, "depth", narrow)
