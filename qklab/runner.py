@@ -1,0 +1,491 @@
+"""Running many independent grid points, resumably, on every core or a cluster (chapter 10, `qklab sweep`).
+
+What is here: a *point* is a JSON-serialisable dict `{"fn": "package.module:function", "args": {...},
+"tags": {...}}` (tags are labels for tables, not part of the point's identity); `point_key(point)`
+names it by a hash of `fn` and `args`; `run_points(points, out)` runs every point not yet in the
+JSON-lines results file `out` and appends one record per point as soon as it finishes;
+`read_records(out)` reads them back by key; `train_point(model, train, data)` trains one model
+(the `fn` of `qklab sweep`'s points).
+
+Backends:
+- `"process"` (default): worker processes started with `spawn`, one torch thread each, as many as
+  there are cores unless `workers` says otherwise. A worker that dies (killed, out of memory) is
+  replaced; its point is tried once more and then recorded as an error. The other points go on.
+- `"inline"`: this process, one torch thread (for debugging and notebooks).
+- `"ray"`: one Ray task per point on the cluster `ray.init()` connects to (`pip install qklab[ray]`),
+  one GPU per task when the cluster has GPUs. Ray places and retries tasks; the driver (this
+  process) writes the records as tasks finish.
+
+Every backend gives the same numbers for a point: each point runs with one torch thread (on CPU)
+and everything in it is seeded by its `args`. Ctrl-C stops the workers; what finished is on disk
+and running the same points again skips it. A point whose record says `"error"` is run again on the
+next call (a fixed bug or a killed worker should not need the file edited); one with `"ok"` is not.
+
+Not here: what a point computes (`qklab.train`, `qklab.reproduce`), stacking many models in one
+process (`qklab.sweep`, the lever on a GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import hashlib
+import importlib
+import json
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+__all__ = ["point_key", "run_points", "read_records", "train_point", "BACKENDS"]
+
+BACKENDS = ("process", "inline", "ray")
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+# --- points and records -------------------------------------------------------------------------
+
+def point_key(point: dict) -> str:
+    """First 16 hex digits of sha256 of the canonical JSON of `{"fn": ..., "args": ...}`."""
+    ident = {"fn": point["fn"], "args": point.get("args", {})}
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_records(out: str | os.PathLike) -> dict[str, dict]:
+    """The records of a results file by key (an absent file has none). When a key has several
+    records (an error, then a success on a later run), the last "ok" one wins, else the last one.
+    A record cut short (a writer killed mid-line) is ignored; any other unreadable line is an error."""
+    path = Path(out)
+    if not path.exists():
+        return {}
+    if not path.is_file():
+        raise ValueError(f"results file {str(path)!r} is not a file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found: dict[str, dict] = {}
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            if line.startswith('{"key": '):
+                continue  # a record cut short by a kill; its point runs again
+            raise ValueError(f"{path}: line {i + 1} is not JSON ({err.msg}); is this a qklab results file?") from err
+        if not isinstance(rec, dict) or "key" not in rec or rec.get("status") not in ("ok", "error"):
+            raise ValueError(f"{path}: line {i + 1} is not a qklab run record (no 'key'/'status'); "
+                             "pass a new file or one written by run_points")
+        old = found.get(rec["key"])
+        if old is None or rec["status"] == "ok" or old["status"] != "ok":
+            found[rec["key"]] = rec
+    return found
+
+
+def _resolve(fn: str) -> Callable[..., dict]:
+    module, sep, name = fn.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"point fn must be 'package.module:function', got {fn!r}")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"point fn {fn!r}: cannot import module {module!r} ({err})") from err
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"point fn {fn!r}: module {module!r} has no {name!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"point fn {fn!r} is not callable")
+    return obj
+
+
+def _validate(points: Any, out: str | os.PathLike, workers: int | None, backend: str) -> tuple[list[dict], list[str], Path]:
+    """Everything that can be checked before any work; raises ValueError/TypeError naming the problem."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int or None (one per core), got {workers!r}")
+    if not isinstance(points, (list, tuple)):
+        raise TypeError(f"points must be a list of dicts, got {type(points).__name__}")
+    if not points:
+        raise ValueError("points is empty: nothing to run (check the grid's axes)")
+    clean, keys, seen = [], [], {}
+    for i, p in enumerate(points):
+        if not isinstance(p, dict) or not isinstance(p.get("fn"), str):
+            raise TypeError(f"point {i} must be a dict with a string 'fn', got {p!r:.200}")
+        extra = set(p) - {"fn", "args", "tags"}
+        if extra:
+            raise ValueError(f"point {i} has unknown fields {sorted(extra)} (allowed: fn, args, tags)")
+        args, tags = p.get("args", {}), p.get("tags", {})
+        if not isinstance(args, dict) or not isinstance(tags, dict):
+            raise TypeError(f"point {i}: 'args' and 'tags' must be dicts")
+        try:
+            q = json.loads(json.dumps({"fn": p["fn"], "args": args, "tags": tags}, allow_nan=False))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"point {i} is not JSON-serialisable ({err})") from err
+        key = point_key(q)
+        if key in seen:
+            raise ValueError(f"points {seen[key]} and {i} are the same point (fn and args equal, key {key}); "
+                             "a grid must not repeat a point")
+        seen[key] = i
+        fn = _resolve(q["fn"])
+        check = getattr(fn, "validate", None)  # a point function may check its args before any work
+        if callable(check):
+            try:
+                check(**q["args"])
+            except (TypeError, ValueError, FileNotFoundError) as err:
+                raise type(err)(f"point {i} ({q['fn']}): {err}") from err
+        clean.append(q)
+        keys.append(key)
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"out {str(path)!r} is a directory; give a results file such as {str(path / 'results.jsonl')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write the results file {str(path)!r}: {err.strerror or err}") from err
+    read_records(path)  # a file that is not ours fails here, before any work
+    return clean, keys, path
+
+
+def _versions() -> dict:
+    import torch
+
+    import qklab
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "qklab": qklab.__version__}
+    with contextlib.suppress(ImportError):
+        import numpy
+
+        versions["numpy"] = numpy.__version__
+    return versions
+
+
+def _execute(point: dict, key: str) -> dict:
+    """Run one point here and now; the record (an exception becomes `status: "error"`)."""
+    t0 = time.perf_counter()
+    result, error = None, None
+    try:
+        value = _resolve(point["fn"])(**point["args"])
+        result = json.loads(json.dumps(value))  # what the file will hold (tuples become lists)
+        if not isinstance(result, dict):
+            raise TypeError(f"{point['fn']} returned {type(value).__name__}, not a dict")
+    except Exception as err:  # noqa: BLE001: any failure of a point is recorded, the sweep goes on
+        result, error = None, "".join(traceback.format_exception_only(type(err), err)).strip()
+        error += "\n" + "".join(traceback.format_tb(err.__traceback__)[-3:])
+    return _record(point, key, "ok" if error is None else "error", result, error, time.perf_counter() - t0,
+                   (result or {}).get("device") if isinstance(result, dict) else None)
+
+
+def _record(point: dict, key: str, status: str, result: dict | None, error: str | None, wall_s: float,
+            device: str | None) -> dict:
+    return {"key": key, "fn": point["fn"], "args": point["args"], "tags": point.get("tags", {}), "status": status,
+            "result": result, "error": error, "wall_s": round(wall_s, 3), "host": socket.gethostname(),
+            "device": device, "versions": _versions(),
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+class _Sink:
+    """Appends records to the results file (one line each, flushed and synced) and ticks the bar."""
+
+    def __init__(self, path: Path, total: int, done: int, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.path, self.errors = path, 0
+        self.bar = tqdm(total=total, initial=done, disable=not progress, desc="points", unit="pt", dynamic_ncols=True)
+
+    def write(self, rec: dict) -> None:
+        line = (json.dumps(rec) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # the last line was cut short: start on a line of our own
+            os.write(fd, line)  # one system call: a Ctrl-C cannot split the line
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.errors += rec["status"] == "error"
+        if self.errors:
+            self.bar.set_postfix(errors=self.errors)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# --- run_points ---------------------------------------------------------------------------------
+
+def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | None = None, backend: str = "process",
+               progress: bool = True) -> list[dict]:
+    """Run every point of `points` that has no "ok" record in `out`, appending a record per point as it finishes.
+
+    Args:
+        points: `{"fn": "module:function", "args": {...}, "tags": {...}}` dicts; `fn(**args)` returns a
+            JSON-serialisable dict. Validated before any work (non-empty, unique keys, `fn`
+            importable, its `validate(**args)` if it has one, `out` writable).
+        out: the JSON-lines results file (created with its folder; appended to).
+        workers: worker processes (backend "process"); None: one per core. Ignored by "inline";
+            for "ray" the cluster's resources decide.
+        backend: "process", "inline" or "ray" (see the module docstring).
+        progress: a tqdm bar with points done / total and the time left.
+
+    Returns:
+        the records of all `points` (old and new), in the order of `points`; each record's `tags`
+        are the point's current tags.
+    """
+    clean, keys, path = _validate(points, out, workers, backend)
+    old = read_records(path)
+    todo = [i for i, k in enumerate(keys) if old.get(k, {}).get("status") != "ok"]
+    sink = _Sink(path, len(clean), len(clean) - len(todo), progress)
+    try:
+        if todo:
+            if backend == "inline":
+                _run_inline(clean, keys, todo, sink)
+            elif backend == "process":
+                _run_processes(clean, keys, todo, sink, workers or _cores())
+            else:
+                _run_ray(clean, keys, todo, sink)
+    finally:
+        sink.close()
+    records = read_records(path)
+    missing = [keys[i] for i in range(len(keys)) if keys[i] not in records]
+    if missing:  # cannot happen unless the file was changed under us
+        raise RuntimeError(f"results file {path} lacks the records of {len(missing)} points, e.g. {missing[0]}")
+    return [{**records[k], "tags": p.get("tags", {})} for k, p in zip(keys, clean)]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_inline(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) -> None:
+    with _one_thread():
+        for i in todo:
+            sink.write(_execute(points[i], keys[i]))
+
+
+# --- the process backend ------------------------------------------------------------------------
+
+def _worker_main(conn: Any) -> None:
+    """A worker process: one torch thread; runs the points it is sent until told to stop or orphaned."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import torch
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
+        while True:
+            job = conn.recv()
+            if job is None:
+                return
+            point, key = job
+            conn.send(_execute(point, key))
+
+
+@contextlib.contextmanager
+def _child_env() -> Iterator[None]:
+    """Spawned children inherit os.environ: one OpenMP/MKL thread before they import torch."""
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: "1" for k in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _Sink, workers: int) -> None:
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    queue = list(todo)  # point indices not yet handed out
+    tries = {i: 0 for i in todo}
+    busy: dict[Any, tuple[Any, int]] = {}  # process -> (its connection, the point it runs)
+    idle: list[tuple[Any, Any]] = []
+
+    def start() -> tuple[Any, Any]:
+        parent, child = ctx.Pipe()
+        with _child_env():
+            proc = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="qklab-worker")
+            proc.start()
+        child.close()
+        return proc, parent
+
+    def hand_out(proc: Any, conn: Any) -> None:
+        i = queue.pop(0)
+        tries[i] += 1
+        conn.send((points[i], keys[i]))
+        busy[proc] = (conn, i)
+
+    pool = [start() for _ in range(min(workers, len(todo)))]
+    try:
+        for proc, conn in pool:
+            hand_out(proc, conn)
+        while busy:
+            by_sentinel = {proc.sentinel: proc for proc in busy}
+            ready = set(wait([c for c, _ in busy.values()] + list(by_sentinel)))
+            for proc in list(busy):
+                conn, i = busy[proc]
+                rec = None
+                if conn in ready:
+                    with contextlib.suppress(EOFError, OSError):
+                        rec = conn.recv()
+                    if rec is not None:
+                        del busy[proc]
+                        sink.write(rec)
+                        idle.append((proc, conn))
+                        continue
+                if conn in ready or proc.sentinel in ready:  # the pipe closed without a record: it died
+                    proc.join(timeout=5)
+                    del busy[proc]
+                    conn.close()
+                    if tries[i] < 2:
+                        queue.insert(0, i)  # try once more in a fresh worker
+                    else:
+                        sink.write(_record(points[i], keys[i], "error", None,
+                                           f"the worker process running this point died twice (exit code {proc.exitcode}; "
+                                           "a negative code is the signal that killed it, e.g. -9 SIGKILL: out of memory?)",
+                                           0.0, None))
+                    if queue:
+                        idle.append(start())
+            while idle and queue:
+                hand_out(*idle.pop())
+    finally:
+        for proc, conn in [*idle, *((p, c) for p, (c, _) in busy.items())]:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)
+        for proc, conn in [*idle, *((p, c) for p, (c, _) in busy.items())]:
+            if proc in busy:
+                proc.kill()  # interrupted: its point is unfinished and will run again next time
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()
+
+
+# --- the Ray backend ----------------------------------------------------------------------------
+
+def _run_ray(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("backend 'ray' needs Ray: pip install 'qklab[ray]'") from err
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpus >= 1 else 0, max_retries=1)(_ray_task)
+    pending = {task.remote(points[i], keys[i]): i for i in todo}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as err:  # noqa: BLE001: Ray gave up on the task (worker or node lost twice)
+                    rec = _record(points[i], keys[i], "error", None, f"Ray could not finish this point: {err}", 0.0, None)
+                sink.write(rec)
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+
+
+def _ray_task(point: dict, key: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    return _execute(point, key)
+
+
+# --- train_point: the fn of `qklab sweep` -------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _load_data(spec_json: str) -> Any:
+    from qklab import data as qd
+
+    spec = json.loads(spec_json)
+    kind = spec.pop("kind", "pydoc")
+    if kind == "pydoc":
+        return qd.pydoc_corpus(**spec)
+    if kind == "wikitext2":
+        return qd.load_wikitext2(spec.get("path"), level=spec.get("level", "char"))
+    if kind == "random-walk":
+        return qd.RandomWalkTokens(**spec)
+    if kind == "induction":
+        return qd.InductionTask(**spec)
+    raise ValueError(f"data kind must be 'pydoc', 'wikitext2', 'random-walk' or 'induction', got {kind!r}")
+
+
+def _configs(model: dict, train: dict, data: dict) -> tuple[Any, Any, Any]:
+    from qklab.model import ModelConfig
+    from qklab.train import TrainConfig
+
+    if not isinstance(data, dict):
+        raise TypeError(f"data must be a dict such as {{'kind': 'pydoc'}}, got {data!r}")
+    mcfg = ModelConfig.from_dict(model)
+    cfg = TrainConfig.from_dict({**train, "progress": False, "on_divergence": "stop", "out": None})
+    if cfg.checkpoint is not None:
+        raise ValueError("train_point: checkpoints are not supported in a sweep point (a point is the unit of resumption)")
+    return mcfg, cfg, _load_data(json.dumps(data, sort_keys=True))
+
+
+def train_point(model: dict, train: dict, data: dict) -> dict:
+    """Train one model; its final metrics and logged history (`qklab sweep`'s points).
+
+    Args:
+        model: `ModelConfig` fields (e.g. `{"d_model": 64, "norm": "post"}`).
+        train: `TrainConfig` fields; `progress`, `out` and `on_divergence` are set here (no bar,
+            no file of its own, a divergence is a result: `status == "diverged"`).
+        data: `{"kind": "pydoc"}` (default corpus), `{"kind": "wikitext2", "path": ..., "level":
+            "char" | "word"}`, `{"kind": "random-walk", "vocab_size": 32}` or `{"kind": "induction",
+            "vocab_size": 32}`.
+
+    Returns:
+        `{"status", "message", "final", "history", "model_config", "train_config", "data", "device"}`:
+        `final` is the last logged record, `history` every logged record (`qklab.train.History`
+        keys, without the wall-clock `elapsed_s`, so that equal runs give equal results).
+    """
+    from qklab.train import train as train_model
+
+    mcfg, cfg, dataset = _configs(model, train, data)
+    hist = train_model(mcfg, cfg, dataset)
+    records = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in hist.records]
+    return {"status": hist.status, "message": hist.message, "final": records[-1] if records else {},
+            "history": records, "model_config": hist.model_config, "train_config": hist.train_config,
+            "data": hist.data, "device": hist.env.get("device", "cpu")}
+
+
+def _validate_train_point(model: dict, train: dict, data: dict) -> None:
+    _configs(model, train, data)
+
+
+train_point.validate = _validate_train_point  # type: ignore[attr-defined]
