@@ -1,4 +1,4 @@
-"""qklab.explore: the explorers' pure functions, figures, widgets and static (plotly) grids.
+"""qklab.explore: the explorers' pure functions, figures, titles, widgets and static (plotly) grids.
 
 The data functions are checked against independent numpy computations (softmax, the composite
 norm residual) and against facts that do not depend on the implementation: uniform attention
@@ -18,9 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from IPython.display import HTML
-
 from qklab import explore as E
+from qklab.explore import common, depth, scale, slider_grid, spectrum
 from qklab.spectrum import random_qk
 from qklab.theory import gaussian_tokens, random_walk_tokens
 
@@ -193,6 +192,63 @@ def test_figures_have_titles_and_labels(make):
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
 
 
+# --- titles: rounded numbers and the text's symbols -----------------------------------------------
+
+@pytest.mark.parametrize(
+    "x, text",
+    [(0.125893, "0.126"), (2.0, "2"), (0.0, "0"), (1e-3, "0.001"), (2.5e-4, "2.5e-04"), (1.234e-16, "1.2e-16"),
+     (-0.5, "-0.5"), (12345.0, "1.2e+04"), (float("nan"), "undefined"), (64.0, "64")],
+)
+def test_fmt_rounds_for_a_reader(x, text):
+    assert common.fmt(x) == text
+
+
+def test_fmt_never_prints_a_small_number_as_zero():
+    for x in np.logspace(-20, 0, 41):
+        assert float(common.fmt(x)) == pytest.approx(x, rel=0.06), x  # it reads back as itself, 2+ digits
+
+
+def _numbers(line: str) -> list[str]:
+    import re
+
+    return re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", line)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        lambda: spectrum.spectrum_title(E.spectrum_view(0.0123456, 0.00512345, n_samples=20, **SMALL)),
+        lambda: scale.scale_title(E.scale_view(1.2345678, **SMALL), "temperature"),
+        lambda: scale.scale_title(E.scale_view(1.2345678, **SMALL), "scale"),
+        lambda: depth.depth_title(E.depth_view(6, **SMALL)),
+    ],
+)
+def test_titles_are_short_rounded_and_use_symbols(lines):
+    lines = lines()
+    for line in lines:
+        assert len(line) <= 52, f"too long for a phone: {line!r}"
+        for num in _numbers(line):  # at most 3 significant digits, or 2 in scientific notation
+            mantissa = num.split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+            assert len(mantissa) <= 3, f"unrounded number {num} in {line!r}"
+        for word in ("kappa", "tau", "theta", "sqrt", "sigma"):
+            assert word not in line.lower(), line
+    assert not any("0.00" in n and float(n) == 0 for line in lines for n in _numbers(line))
+
+
+def test_spectrum_title_gives_the_variance_and_the_symbols():
+    v = E.spectrum_view(0.01, 0.005, n_samples=20, **SMALL)
+    text = " ".join(spectrum.spectrum_title(v))
+    assert "s = 0.005" in text and "s² = 2.5e-05" in text
+    assert f"κ = {v.kappa:.3g}" in text and "√d κ = " in text
+
+
+def test_depth_title_prints_tiny_residuals_in_scientific_notation():
+    v = E.depth_view(3, **SMALL)  # pure attention at about 1e-6 after 3 layers
+    text = " ".join(depth.depth_title(v))
+    tiny = v.residuals["attention"][-1]
+    assert 0 < tiny < 1e-3 and f"attention only {tiny:.1e}," in text
+
+
 # --- static explorers (plotly slider) -------------------------------------------------------------
 
 def _visible_steps(ex: E.StaticExplorer) -> list[list[int]]:
@@ -203,7 +259,6 @@ def _visible_steps(ex: E.StaticExplorer) -> list[list[int]]:
 def test_spectrum_static_grid_matches_the_pure_function():
     values = (0.0, 0.01, 0.08)
     ex = E.spectrum_static("std", values, mean=0.01, n_samples=30, **SMALL)
-    assert isinstance(ex, HTML)
     assert [v.std for v in ex.views] == list(values)
     groups = _visible_steps(ex)
     assert groups == [[0, 1], [2, 3], [4, 5]]  # each step shows its own map and profile
@@ -214,19 +269,76 @@ def test_spectrum_static_grid_matches_the_pure_function():
         np.testing.assert_allclose(np.array(prof.y), ref.profile, atol=6e-4)
     # the slider changes what is shown: the maps of two steps differ
     assert not np.allclose(np.array(ex.figure.data[0].z), np.array(ex.figure.data[4].z))
+    # each step's title is that step's view, and the slider's labels are rounded
+    assert [s.args[1]["title.text"] for s in ex.figure.layout.sliders[0].steps] == ["<br>".join(spectrum.spectrum_title(v)) for v in ex.views]
+    assert [s.label for s in ex.figure.layout.sliders[0].steps] == ["0", "0.01", "0.08"]
 
 
-def test_static_html_is_offline_and_deterministic():
+def test_spectrum_static_can_slide_the_mean_through_zero():
+    ex = E.spectrum_static("mean", (-0.05, 0.0, 0.05), start=0.0, std=0.01, n_samples=20, **SMALL)
+    assert [v.mean for v in ex.views] == [-0.05, 0.0, 0.05]
+    assert ex.figure.layout.sliders[0].active == 1
+    assert ex.views[0].kappa == pytest.approx(-ex.views[2].kappa) and ex.views[1].kappa == 0
+
+
+def test_static_explorer_displays_in_jupyterlab_and_in_the_book():
+    """One MIME bundle: plotly's JSON (JupyterLab's plotly renderer) and HTML (the book)."""
+    from myst_nb.core.render import get_mime_priority
+
+    ex = E.scale_static((0.1, 10.0), **SMALL)
+    bundle = ex._repr_mimebundle_()
+    assert set(bundle) == {"application/vnd.plotly.v1+json", "text/html", "text/plain"}
+    spec = bundle["application/vnd.plotly.v1+json"]
+    json.dumps(spec)  # JSON-serialisable as it is (notebook outputs are JSON)
+    assert len(spec["data"]) == len(ex.figure.data) and spec["layout"]["sliders"][0]["active"] == ex.figure.layout.sliders[0].active
+    assert spec["config"]["responsive"] is True
+    # myst-nb's HTML builds pick text/html from this bundle, not plotly's JSON
+    html_priority = get_mime_priority("html", [])
+    chosen = next(m for m in html_priority if m in bundle)
+    assert chosen == "text/html"
+
+
+def test_static_html_is_offline_deferred_and_deterministic():
     ex = E.scale_static((0.1, 10.0), **SMALL)
     html = ex._repr_html_()
-    assert 'class="plotly-graph-div"' in html and "Plotly.newPlot" in html
+    assert 'class="plotly-graph-div"' in html and "Plotly.newPlot" in html  # _ext/qklab_book.py looks for the class
     assert "<script src" not in html and "cdn" not in html.lower()  # plotly.js comes from the book
-    assert ex.div_id in html and "qklab-explorer" in html
+    assert "DOMContentLoaded" in html  # drawn after plotly.js loads, even with <script defer>
+    assert ex.div_id in html and "qklab-explorer" in html and f'{ex.div_id}-fallback' in html
     assert E.scale_static((0.1, 10.0), **SMALL).div_id == ex.div_id  # same inputs, same ids
+    assert "</script>" not in html.split("<script", 1)[1].split("</script>", 1)[0]  # no early close
     # The slider's steps travel inside the HTML as plotly JSON.
     spec = json.loads(ex.figure.to_json())
     assert len(spec["layout"]["sliders"][0]["steps"]) == 2
     assert json.dumps(spec["layout"]["sliders"][0]["steps"][1]["label"]) in html
+
+
+@pytest.mark.parametrize("make", [
+    lambda: E.spectrum_static("std", (0.0, 0.01), n_samples=20, **SMALL),
+    lambda: E.scale_static((0.1, 10.0), **SMALL),
+    lambda: E.depth_static((1, 3), **SMALL),
+])
+def test_layouts_keep_panels_titles_and_colour_bar_apart(make):
+    """Wide: side by side, the colour bar between the heatmap and the other panel's axis. Narrow
+    (a phone): stacked, nothing side by side but the heatmap and its colour bar."""
+    ex = make()
+    lay = ex.figure.layout
+    heat = next(t for t in ex.figure.data if t.type == "heatmap")
+    heat_axis = "xaxis" if heat.xaxis == "x" else "xaxis2"
+    line_axis = "xaxis2" if heat_axis == "xaxis" else "xaxis"
+    hx, lx = lay[heat_axis].domain, lay[line_axis].domain
+    assert hx[1] < lx[0] or lx[1] < hx[0]  # wide: side by side
+    bar = heat.colorbar.x
+    assert hx[1] < bar < 1
+    if hx[1] < lx[0]:  # colour bar between the panels: room for its ticks and the next y label
+        assert lx[0] - bar > 0.15
+    n = ex.narrow
+    assert n["height"] > lay.height
+    assert n["yaxis2.domain"][1] < n["yaxis.domain"][0]  # stacked
+    assert n[f"{heat_axis}.domain"][1] < n["colorbar"]["colorbar.x"] < 0.9
+    assert n["annotations[0].y"] == n["yaxis.domain"][1] and n["annotations[1].y"] == n["yaxis2.domain"][1]
+    titles = [a.text for a in lay.annotations]
+    assert all(len(t) <= 34 for t in titles), titles  # they fit a panel on a phone (checked in Chromium too)
 
 
 def test_temperature_static_is_the_scale_grid_inverted():
@@ -237,16 +349,29 @@ def test_temperature_static_is_the_scale_grid_inverted():
     heat = ex.figure.data[_visible_steps(ex)[1][0]]
     np.testing.assert_allclose(np.array(heat.z), ref.pattern, atol=6e-5)
     assert 'data-explorer="temperature"' in ex.html
+    assert "temperature θ" in ex.figure.layout.sliders[0].currentvalue.prefix
     with pytest.raises(ValueError):
         E.scale_static((1.0,), knob="tau")
 
 
-def test_depth_static_steps():
+def test_scale_static_opens_near_one():
+    assert E.scale_static((0.03, 0.3, 3.0, 30.0), **SMALL).figure.layout.sliders[0].active == 2  # 3 is closer to 1 than 0.3
+    assert E.scale_static((0.1, 1.0, 10.0), **SMALL).figure.layout.sliders[0].active == 1
+
+
+def test_depth_static_steps_and_start():
     ex = E.depth_static((1, 3), **SMALL)
     assert [v.depth for v in ex.views] == [1, 3]
     groups = _visible_steps(ex)
     assert len(groups) == 2 and all(len(g) == 5 for g in groups)  # four curves and a heatmap
     assert len(ex.figure.data[groups[1][0]].y) == 4  # layers 0..3
+    chapter = E.depth_static((1, 2, 3, 4, 6, 8, 12), d=8, T=8, n_seq=2)
+    active = chapter.figure.layout.sliders[0].active
+    assert chapter.views[active].depth >= 3  # not depth 1: the curves have parted ways
+    shown = [ex_ for ex_ in _visible_steps(chapter)[active]]
+    assert all(chapter.figure.data[i].visible for i in shown)
+    assert chapter.figure.layout.title.text == chapter.figure.layout.sliders[0].steps[active].args[1]["title.text"]
+    assert E.depth_static((1, 2, 5), start=5, **SMALL).figure.layout.sliders[0].active == 2
 
 
 @pytest.mark.parametrize(
@@ -255,8 +380,11 @@ def test_depth_static_steps():
         lambda: E.spectrum_static("variance", (1.0,)),
         lambda: E.spectrum_static("std", (1.0,), std=2.0),
         lambda: E.spectrum_static("std", ()),
+        lambda: E.spectrum_static("std", (0.0, 0.1), start=0.05),
         lambda: E.scale_static((1.0,), scale=2.0),
+        lambda: E.scale_static((1.0, 2.0), start=3.0),
         lambda: E.depth_static((1,), depth=2),
+        lambda: E.depth_static((1, 2), start=3),
     ],
 )
 def test_static_rejects_bad_grids(call):
@@ -269,9 +397,9 @@ def test_static_rejects_bad_grids(call):
 def test_widgets_redraw_on_change(monkeypatch):
     pytest.importorskip("ipywidgets")
     calls = []
-    monkeypatch.setattr(E, "spectrum_explorer", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(E, "scale_explorer", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(E, "depth_explorer", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(spectrum, "spectrum_explorer", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(scale, "scale_explorer", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(depth, "depth_explorer", lambda *a, **k: calls.append(a))
     w = E.spectrum_widget(mean=0.01, std=0.001)
     assert calls[-1] == (pytest.approx(0.01), pytest.approx(0.001), 1.0, "random_walk")  # drawn once on creation
     w.children[1].value = 3.0  # the sd slider
@@ -279,7 +407,7 @@ def test_widgets_redraw_on_change(monkeypatch):
     s = E.scale_widget()
     s.children[1].value = True  # causal mask
     assert calls[-1][1] is True
-    t = E.scale_widget(scale=0.5, knob="temperature")  # the slider shows tau = 2
+    t = E.scale_widget(scale=0.5, knob="temperature")  # the slider shows theta = 2
     assert calls[-1][0] == pytest.approx(0.5)
     t.children[0].value = 10.0
     assert calls[-1][0] == pytest.approx(0.1) and calls[-1][2] == "temperature"
@@ -288,15 +416,42 @@ def test_widgets_redraw_on_change(monkeypatch):
     assert calls[-1][0] == 9
 
 
+def test_spectrum_widget_mean_slider_reaches_zero_and_negative_means(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    calls = []
+    monkeypatch.setattr(spectrum, "spectrum_explorer", lambda *a, **k: calls.append(a))
+    w = E.spectrum_widget(mean=0.01, std=1.0)
+    mean = w.children[0]
+    assert mean.min < 0 < mean.max and type(mean).__name__ == "FloatSlider"  # linear, through 0
+    mean.value = 0.0
+    assert calls[-1][0] == 0.0  # chapter 7's zero-mean (U-shaped) case
+    mean.value = -0.5
+    assert calls[-1][0] == pytest.approx(-0.5)
+
+
+def test_widgets_say_to_rerun_the_cell(capsys):
+    """A reopened notebook shows 'Error displaying widget'; the note above the widget (plain
+    output, not a widget) says what to do."""
+    pytest.importorskip("ipywidgets")
+    for make in (lambda: E.spectrum_widget(n_samples=10, **SMALL), lambda: E.scale_widget(**SMALL), lambda: E.depth_widget(depth=2, **SMALL)):
+        make()
+        out = capsys.readouterr().out
+        assert "Error displaying widget" in out and "run this cell again" in out
+        plt.close("all")
+
+
 def test_widget_callbacks_draw_without_error():
     """The widgets' callbacks (which interactive would run on every change) really draw.
 
     `ipywidgets.interactive` catches exceptions in its callback and only shows them, so call the
-    callback directly with the widgets' current values: a broken explorer raises here.
+    callback directly with the widgets' current values, and with a zero and a negative mean: a
+    broken explorer raises here.
     """
     pytest.importorskip("ipywidgets")
     widgets = [
         E.spectrum_widget(n_samples=20, **SMALL),
+        E.spectrum_widget(mean=0.0, std=1.0, n_samples=20, **SMALL),
+        E.spectrum_widget(mean=-0.3, std=0.1, n_samples=20, **SMALL),
         E.scale_widget(knob="temperature", **SMALL),
         E.depth_widget(depth=3, **SMALL),
     ]
@@ -304,4 +459,6 @@ def test_widget_callbacks_draw_without_error():
         kwargs = {c._kwarg: c.get_interact_value() for c in w.kwargs_widgets}
         w.f(**kwargs)
         assert plt.get_fignums(), "the callback drew no figure"
+        fig = plt.figure(plt.get_fignums()[0])
+        assert fig.get_size_inches()[0] <= 6.6 + 1e-9  # the book's column
         plt.close("all")
