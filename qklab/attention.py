@@ -110,8 +110,8 @@ def pattern(scores: Tensor, causal: bool = False, mask: Tensor | None = None) ->
 class _Sparsemax(torch.autograd.Function):
     """Sparsemax over the last axis with the Jacobian of Martins and Astudillo on the support.
 
-    Autograd through `clamp(z - tau, min=0)` is wrong at a tie with the threshold: an entry with
-    `z_j == tau` has `p_j = 0` but `clamp` passes its gradient, so for `z = [1, 0]` the gradient of
+    Autograd through `clamp(z - zeta, min=0)` is wrong at a tie with the threshold: an entry with
+    `z_j == zeta` has `p_j = 0` but `clamp` passes its gradient, so for `z = [1, 0]` the gradient of
     `sum(p)` came out as `[-1, 1]` instead of `0`. Here the backward pass uses the support
     `S = {j : p_j > 0}` explicitly: `dp/dz = diag(s) - s s^T / |S|`.
     """
@@ -130,8 +130,8 @@ class _Sparsemax(torch.autograd.Function):
         # Entry k of the sorted row is in the support iff 1 + k z_(k) > sum_{j <= k} z_(j).
         in_support = (1 + k * finite_sorted > cumsum) & ~masked
         support_size = in_support.sum(dim=-1, keepdim=True)  # >= 1: the largest entry always qualifies
-        tau = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)
-        p = torch.clamp(z - tau, min=0.0)
+        zeta = (cumsum.gather(-1, support_size - 1) - 1) / support_size.to(z.dtype)  # the threshold
+        p = torch.clamp(z - zeta, min=0.0)
         ctx.save_for_backward(p)
         return p
 
@@ -147,9 +147,9 @@ def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     """Sparsemax (Martins and Astudillo 2016): the Euclidean projection of `z` onto the simplex.
 
     Chapter 7 (`chapters/07_localization`): `sparsemax(z) = argmin_{p in simplex} ||p - z||^2`,
-    in closed form `p_j = max(z_j - tau, 0)` with the threshold `tau` chosen so that `p` sums
-    to 1. It is piecewise linear, so a key either lies in the *support* (`p_j > 0`) and passes
-    signal forward and gradient backward, or it does not. The gradient is the Jacobian
+    in closed form `p_j = max(z_j - zeta, 0)` with the threshold `zeta` (chapter 7's symbol) chosen
+    so that `p` sums to 1. It is piecewise linear, so a key either lies in the *support*
+    (`p_j > 0`) and passes signal forward and gradient backward, or it does not. The gradient is the Jacobian
     `diag(s) - s s^T / |S|`, `s` the support indicator, with an entry exactly at the threshold
     counted outside the support (as in the `entmax` package). The row maximum is subtracted
     before the threshold is computed, so a large common offset does not cost precision.

@@ -1,4 +1,4 @@
-"""qklab.attention against independent computations: PyTorch's fused attention and brute force."""
+"""qklab.attention against independent computations: PyTorch's fused attention, brute force, and the entmax package."""
 
 import itertools
 import math
