@@ -271,8 +271,13 @@ def test_chapter5_transposed_W_names_both_possibilities():
     assert "softmax over the queries" in msg and "W transposed" in msg
 
 
-def test_chapter2_hints_count_rows_from_0():
+def test_chapter2_hints_count_rows_from_0(capsys):
+    from qklab import checks
     from qklab.checks import metrics
+
+    checks.hint("ex-causal-ratio")
+    recipe = " ".join(capsys.readouterr().out.split())
+    assert "from 0" in recipe and "log(i + 1)" in recipe and "H_i = log i;" not in recipe
 
     _message(metrics.check_causal_uniform_ratio, 1.0, T=8)
     msg = _message(metrics.check_causal_uniform_ratio, 1.0, T=8)  # the second time, with the hint

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from qklab.checks.core import ExerciseCheckError
+from qklab.checks.core import ExerciseCheckError, reset_attempts
 from qklab.checks.metrics import (
     ENTROPY_MISTAKES,
     ERANK_MISTAKES,
@@ -62,8 +62,12 @@ def test_small_clamp_passes_and_zhai_epsilon_is_named():
     # A clamp inside the log leaves 0 * log(tiny) = 0 exactly: a correct answer.
     check_mean_row_entropy(lambda A: -(A * torch.log(A.clamp_min(1e-300))).sum(-1).mean(), quiet=True)
     # Zhai et al.'s log(A + 1e-6) is off by up to T * 1e-6: named as a near miss, not a wrong axis.
-    with pytest.raises(ExerciseCheckError, match="close! This exercise asks for the exact entropy"):
-        check_mean_row_entropy(lambda A: -(A * torch.log(A + 1e-6)).sum(-1).mean())
+    zhai = lambda A: -(A * torch.log(A + 1e-6)).sum(-1).mean()  # noqa: E731
+    reset_attempts()
+    with pytest.raises(ExerciseCheckError, match="too small, by less than 1 %.\nThis looks like Zhai et al.'s convention"):
+        check_mean_row_entropy(zhai)
+    with pytest.raises(ExerciseCheckError, match="Hint: close! This exercise asks for the exact entropy"):
+        check_mean_row_entropy(zhai)
 
 
 @pytest.mark.parametrize(
@@ -103,8 +107,10 @@ def test_check_causal_uniform_ratio_right_and_wrong(capsys):
     for wrong, label in [
         (1.0, "without the mask"),
         (7 / 8, "its own maximum"),
-        (math.lgamma(9) / (7 * math.log(8)), "first row dropped"),
+        (math.lgamma(9) / (7 * math.log(8)), "row 0, which sees one key, dropped"),
         (math.lgamma(9) / 8, "not divided by log T"),
+        (math.lgamma(10) / (8 * math.log(8)), "rows seeing 2, ..., T \\+ 1 keys"),
+        (math.lgamma(9) / (8 * math.log(8) * math.log(2)), "bits divided by log T"),
     ]:
         with pytest.raises(ExerciseCheckError, match=label):
             check_causal_uniform_ratio(wrong)

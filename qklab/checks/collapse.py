@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from qklab.attention import pattern
-from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, gaussian
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, _as_number, check_function, check_value, exercise, gaussian
 from qklab.collapse import (
     _band,
     attention_stack_residuals,
@@ -58,7 +58,8 @@ def _stack_weights(L: int, d: int, d_h: int, seed: int, gain: float = 1.0) -> tu
 
 
 def _stack_variant(*, scale: bool = True, softmax_dim: int = -1, norm: str = "l1inf", relative: bool = True,
-                   with_input: bool = True, transpose_scores: bool = False, honour_causal: bool = True) -> Callable[..., Tensor]:
+                   with_input: bool = True, transpose_scores: bool = False, honour_causal: bool = True,
+                   values: bool = True) -> Callable[..., Tensor]:
     """A (possibly mistaken) pure-attention stack residual curve, for recognising mistakes."""
 
     def fn(X: Tensor, W_Q: Tensor, W_K: Tensor, W_V: Tensor, causal: bool = False) -> Tensor:
@@ -75,7 +76,7 @@ def _stack_variant(*, scale: bool = True, softmax_dim: int = -1, norm: str = "l1
             else:
                 S = S.masked_fill(~torch.ones_like(S, dtype=torch.bool).tril(), float("-inf")) if c else S
                 A = torch.softmax(S, dim=softmax_dim)
-            X = A @ X @ W_V[l]
+            X = A @ X @ W_V[l] if values else A @ X
             res.append(token_residual(X, relative=relative, norm=norm))
         return torch.stack(res, dim=-1)
 
@@ -97,9 +98,13 @@ _STACK_MISTAKES = [
             "divide by the norm of X itself: token_residual(X, relative=True), the default."),
     Mistake("a curve without the input's residual", _stack_variant(with_input=False),
             "start the list with the residual of the input X, so the result has L + 1 entries."),
+    Mistake("the values W_V left out (X = A X)", _stack_variant(values=False),
+            "each layer maps X to A X W_V[l]: multiply by the layer's value matrix too."),
 ]
 
 
+@exercise("ex-stack-residuals", hint="layer l: A = pattern(X W_Q[l] (X W_K[l])^T / sqrt(d_h), causal), then X = A X W_V[l]; "
+          "record token_residual(X) before the first layer and after every layer.")
 def check_stack_residuals(fn: Callable[..., Tensor]) -> None:
     """Chapter 3, exercise `ex-stack-residuals`: `fn(X, W_Q, W_K, W_V, causal=False) -> (..., L + 1)`."""
     X1 = gaussian((6, 4), seed=1)
@@ -110,9 +115,7 @@ def check_stack_residuals(fn: Callable[..., Tensor]) -> None:
         Case("causal mask, two layers", (X1, *_stack_weights(2, 4, 4, seed=40, gain=2.0)), {"causal": True}),
         Case("a single token (T = 1): the residual is 0", (gaussian((1, 4), seed=3), *_stack_weights(2, 4, 4, seed=50))),
     ]
-    check_function(fn, attention_stack_residuals, cases, name="stack_residuals", mistakes=_STACK_MISTAKES,
-                   hint="layer l: A = pattern(X W_Q[l] (X W_K[l])^T / sqrt(d_h), causal), then X = A X W_V[l]; "
-                        "record token_residual(X) before the first layer and after every layer.")
+    check_function(fn, attention_stack_residuals, cases, name="stack_residuals", mistakes=_STACK_MISTAKES)
 
 
 _PRODUCT_MISTAKES = [
@@ -127,6 +130,7 @@ _PRODUCT_MISTAKES = [
 ]
 
 
+@exercise("ex-running-products", hint="start with P = A[..., 0, :, :], then P = A[..., l, :, :] @ P, and stack the P's along dim=-3.")
 def check_running_products(fn: Callable[[Tensor], Tensor]) -> None:
     """Chapter 3, exercise `ex-running-products`: `fn(A) -> (..., L, T, T)`, `P_l = A_l ... A_1`."""
     cases = [
@@ -136,7 +140,7 @@ def check_running_products(fn: Callable[[Tensor], Tensor]) -> None:
         Case("non-stochastic 3 x 3 matrices (the order matters)", (gaussian((4, 3, 3), seed=4),)),
     ]
     check_function(fn, running_products, cases, name="running_products", mistakes=_PRODUCT_MISTAKES,
-                   hint="start with P = A[..., 0, :, :], then P = A[..., l, :, :] @ P, and stack the P's along dim=-3.")
+                   axis_names=("layer", "row", "column"))
 
 
 def uniform_causal_residual_reference() -> float:
@@ -145,9 +149,17 @@ def uniform_causal_residual_reference() -> float:
     return float(token_residual(A @ torch.eye(3, dtype=torch.float64)))
 
 
+@exercise("ex-uniform-causal", hint="the output is A itself (X = I); subtract its mean row (the token mean), then take "
+          "sqrt(max column abs-sum * max row abs-sum) of the residual and of A, and divide.")
 def check_uniform_causal_residual(value: float) -> None:
-    """Chapter 3, exercise `ex-uniform-causal`: the predicted residual after one uniform causal layer."""
+    """Chapter 3, exercise `ex-uniform-causal`: the predicted residual after one uniform causal layer.
+
+    Mistakes are named only within a tenth of the accepting tolerance (the engine's rule): the
+    feature mean (0.7785) and the absolute residual (0.7778) are 1e-3 apart.
+    """
     Y = pattern(torch.zeros(3, 3, dtype=torch.float64), causal=True)
+    feature_res = Y - Y.mean(dim=-1, keepdim=True)  # each token minus the mean of its own coordinates
+    l1inf = lambda M: float(torch.sqrt(M.abs().sum(-2).amax(-1) * M.abs().sum(-1).amax(-1)))  # noqa: E731
     check_value(value, uniform_causal_residual_reference(), name="uniform causal residual", rtol=2e-3, atol=1e-4,
                 mistakes={
                     "the answer without the causal mask": (0.0, "row i averages the keys j <= i only, not all three."),
@@ -155,8 +167,11 @@ def check_uniform_causal_residual(value: float) -> None:
                     "the Frobenius norm": (float(token_residual(Y, norm="fro")), "use the composite norm sqrt(||.||_1 ||.||_inf)."),
                     "the residual of the input X = I": (float(token_residual(torch.eye(3, dtype=torch.float64))),
                                                         "apply the layer first: the output is A X = A."),
-                },
-                hint="the output is A itself (X = I); subtract its mean row, then take sqrt(max column abs-sum * max row abs-sum) of both.")
+                    "the feature mean (each row minus the mean of its own entries) instead of the token mean": (
+                        l1inf(feature_res) / l1inf(Y), "the residual subtracts the mean TOKEN (the mean of the rows) from every row."),
+                    "the feature mean, and the absolute residual": (
+                        l1inf(feature_res), "subtract the mean row (token mean), and divide by the norm of A X."),
+                })
 
 
 # --- chapter 5 -------------------------------------------------------------------------------------
@@ -166,9 +181,10 @@ def mean_normalized_entropy_reference(X: Tensor, W: Tensor) -> Tensor:
     return attention_entropy(qk_pattern(X, W), normalize="log_T")
 
 
-def _entropy_variant(*, scale: bool = True, dim: int = -1, log_base: float = math.e, by: str = "T") -> Callable[..., Tensor]:
+def _entropy_variant(*, scale: bool = True, dim: int = -1, log_base: float = math.e, by: str = "T",
+                     transpose_W: bool = False) -> Callable[..., Tensor]:
     def fn(X: Tensor, W: Tensor) -> Tensor:
-        S = X @ W @ X.transpose(-2, -1)
+        S = X @ (W.transpose(-2, -1) if transpose_W else W) @ X.transpose(-2, -1)
         if scale:
             S = S / math.sqrt(X.shape[-1])
         A = torch.softmax(S, dim=dim)
@@ -186,9 +202,14 @@ _ENTROPY_MISTAKES = [
     Mistake("a normalisation by log d instead of log T", _entropy_variant(by="d"), "the largest entropy of a row over T keys is log T, whatever d is."),
     Mistake("the entropy in bits divided by log T in nats", _entropy_variant(log_base=2.0, by="T"),
             "use natural logarithms for both, or any one base for both."),
+    # On a square pattern (self-attention: T queries, T keys) this gives the same number as the
+    # softmax over the queries: the sum of all p log p of A^T. The engine then names both.
+    Mistake("W transposed (X W^T X^T: the scores of the keys against the queries)", _entropy_variant(transpose_W=True),
+            "S_ij = x_i^T W x_j with the query x_i on the left: X @ W @ X.transpose(-2, -1)."),
 ]
 
 
+@exercise("ex-sweep-entropy", hint="A = softmax(X W X^T / sqrt(d), dim=-1); H_i = -sum_j A_ij log A_ij; return mean(H_i) / log T.")
 def check_mean_normalized_entropy(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 5, exercise `ex-sweep-entropy`: `fn(X, W) -> ()`, the mean of `H_i / log T`."""
     cases = [
@@ -198,8 +219,7 @@ def check_mean_normalized_entropy(fn: Callable[[Tensor, Tensor], Tensor]) -> Non
         Case("a non-symmetric W, T = 6, d = 3", (gaussian((6, 3), seed=9), gaussian((3, 3), seed=10, std=2.0))),
         Case("large logits (W = 50 I): nearly one-hot", (gaussian((4, 3), seed=6), 50 * torch.eye(3, dtype=torch.float64))),
     ]
-    check_function(fn, mean_normalized_entropy_reference, cases, name="mean_normalized_entropy", mistakes=_ENTROPY_MISTAKES,
-                   hint="A = softmax(X W X^T / sqrt(d), dim=-1); H_i = -sum_j A_ij log A_ij; return mean(H_i) / log T.")
+    check_function(fn, mean_normalized_entropy_reference, cases, name="mean_normalized_entropy", mistakes=_ENTROPY_MISTAKES)
 
 
 def half_entropy_scale_reference(X: Tensor, B: Tensor, lo: float = 1e-3, hi: float = 1e3, steps: int = 40) -> float:
@@ -222,27 +242,36 @@ def _half_scale_of(metric: Callable[[float], float], target: float, lo: float = 
     return math.exp((a + b) / 2)
 
 
+@exercise("ex-half-entropy", hint="the entropy falls as r grows: bisect on log r between 1e-3 and 1e3 until H(r) / log T = 1/2.")
 def check_half_entropy_scale(fn: Callable[..., float]) -> None:
-    """Chapter 5, exercise `ex-half-entropy`: `fn(X, B) -> r` where the mean normalised entropy is 1/2."""
+    """Chapter 5, exercise `ex-half-entropy`: `fn(X, B) -> r` where the mean normalised entropy is 1/2.
+
+    The answer may be any real number type (float, 0-d tensor or array, numpy scalar); a wrong
+    shape, a NaN or an exception inside `fn` becomes an `ExerciseCheckError` naming it.
+    """
+    name = "half_entropy_scale"
     X = gaussian((4, 16, 16), seed=7)
-    for name, B in (("B = I (a concentrated spectrum)", torch.eye(16, dtype=torch.float64)),
+    for case, B in (("B = I (a concentrated spectrum)", torch.eye(16, dtype=torch.float64)),
                     ("B random, zero mean", random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64))):
         try:
-            got = fn(X, B)
+            got = fn(X.clone(), B.clone())
         except NotImplementedError:
-            raise ExerciseCheckError("half_entropy_scale: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code.") from None
+            raise ExerciseCheckError(f"{name}: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code.") from None
+        except Exception as err:
+            raise ExerciseCheckError(f"{name} raised {type(err).__name__} on the case '{case}': {err}") from err
+        r = _as_number(got, f"{name} ({case})", what="your function's return value")
         want = half_entropy_scale_reference(X, B)
-        if isinstance(got, (int, float, Tensor)) and not isinstance(got, bool) and math.isclose(float(got), want, rel_tol=0.02):
-            print(f"\u2713 half_entropy_scale ({name}): {float(got):.4g} is right.")
+        if math.isclose(r, want, rel_tol=0.02):
+            print(f"\u2713 {name} ({case}): {r:.4g} is right.")
             continue
         # Only now compute what the typical mistakes give (each is a bisection of its own).
         H = lambda r: float(attention_entropy(qk_pattern(X, r * B)))  # noqa: E731  (nats, not normalised)
-        check_value(got, want, name=f"half_entropy_scale ({name})", rtol=0.02, mistakes={
+        check_value(r, want, name=f"{name} ({case})", rtol=0.02, mistakes={
             "the crossing of 0.5 nats (entropy not normalised by log T)": (_half_scale_of(H, 0.5), "compare H / log T with 1/2."),
             "the crossing of 1/2 with the scores not divided by sqrt(d)":
                 (_half_scale_of(lambda r: float(mean_normalized_entropy_reference(X, r * math.sqrt(16) * B)), 0.5),
                  "the scores are X (r B) X^T / sqrt(d)."),
-        }, hint="the entropy falls as r grows: bisect on log r between 1e-3 and 1e3 until H(r) / log T = 1/2.")
+        })
 
 
 # --- chapter 8 -------------------------------------------------------------------------------------
@@ -277,6 +306,8 @@ _LOCALIZATION_MISTAKES = [
 ]
 
 
+@exercise("ex-localization", hint="mass = mean over rows of the attention on keys in the window; divide by the same quantity "
+          "for uniform attention over the keys each query may see.")
 def check_localization(fn: Callable[..., Tensor]) -> None:
     """Chapter 8, exercise `ex-localization`: `fn(A, window=1, causal=False) -> (...)`."""
     A1 = pattern(gaussian((6, 6), seed=1, std=2.0))
@@ -287,9 +318,7 @@ def check_localization(fn: Callable[..., Tensor]) -> None:
         Case("a causal pattern, window 3", (pattern(gaussian((7, 7), seed=3, std=2.0), causal=True),), {"window": 3, "causal": True}),
         Case("the identity (all mass on the query), window 1", (torch.eye(4, dtype=torch.float64),)),
     ]
-    check_function(fn, localization, cases, name="localization", mistakes=_LOCALIZATION_MISTAKES,
-                   hint="mass = mean over rows of the attention on keys in the window; divide by the same quantity "
-                        "for uniform attention over the keys each query may see.")
+    check_function(fn, localization, cases, name="localization", mistakes=_LOCALIZATION_MISTAKES, axis_names=("pattern",))
 
 
 def _qk_variant(mean_of: Callable[[float, float], float], std_of: Callable[[float, float], float], exact: bool = True):
@@ -311,6 +340,7 @@ _QK_MISTAKES = [
 ]
 
 
+@exercise("ex-scale-kappa", hint="random_qk(d, mean=kappa * r, std=r * sqrt(1 - kappa^2), seed=seed, exact=True, dtype=torch.float64).")
 def check_qk_from_scale_kappa(fn: Callable[..., Tensor]) -> None:
     """Chapter 8, exercise `ex-scale-kappa`: `fn(d, r, kappa, seed) -> (d, d)`."""
     cases = [
@@ -320,7 +350,7 @@ def check_qk_from_scale_kappa(fn: Callable[..., Tensor]) -> None:
         Case("d = 16, r = 0.3, kappa = 0.9", (16, 0.3, 0.9, 4)),
     ]
     check_function(fn, qk_from_scale_kappa, cases, name="qk_from_scale_kappa", mistakes=_QK_MISTAKES, atol=1e-8,
-                   hint="random_qk(d, mean=kappa * r, std=r * sqrt(1 - kappa^2), seed=seed, exact=True, dtype=torch.float64).")
+                   axis_names=("row", "column"))
 
 
 def _regions_variant(order: tuple[str, ...], strict: bool = True) -> Callable[..., Tensor]:
@@ -348,6 +378,8 @@ _REGION_MISTAKES = [
 ]
 
 
+@exercise("ex-regions", hint="start from 3 everywhere, then set 2 where localization < 4, 1 where entropy < 0.25, "
+          "0 where residual < 0.5 (in that order).")
 def check_collapse_regions(fn: Callable[..., Tensor]) -> None:
     """Chapter 8, exercise `ex-regions`: `fn(entropy, residual, localization) -> int64 codes 0..3`."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
@@ -357,5 +389,4 @@ def check_collapse_regions(fn: Callable[..., Tensor]) -> None:
              (t(0.10, 0.25, 0.80, 0.80), t(0.30, 0.90, 0.50, 0.90), t(1.0, 10.0, 10.0, 4.0))),
         Case("a 2 x 2 map", (t(0.9, 0.1, 0.5, 0.2).reshape(2, 2), t(0.2, 0.9, 0.9, 0.9).reshape(2, 2), t(2.0, 50.0, 3.0, 9.0).reshape(2, 2))),
     ]
-    check_function(fn, _regions_reference, cases, name="collapse_regions", mistakes=_REGION_MISTAKES,
-                   hint="start from 3 everywhere, then set 2 where localization < 4, 1 where entropy < 0.25, 0 where residual < 0.5 (in that order).")
+    check_function(fn, _regions_reference, cases, name="collapse_regions", mistakes=_REGION_MISTAKES, axis_names=("point",))

@@ -1,7 +1,8 @@
 """Checks for the exercises of chapter 7 (`chapters/07_localization`): sparsemax and the SNR.
 
 - `check_sparsemax`: the reader's sparsemax against `qklab.attention.sparsemax`, on edge cases
-  (one key, ties, large logits, masked keys written as `-inf`);
+  (one key, ties, large logits, masked keys written as `-inf`, including masked keys that would
+  sit above the threshold if read as logit 0);
 - `check_predicted_snr`: the course's closed-form logit signal-to-noise ratio for random-walk
   tokens against `qklab.theory.predicted_snr`.
 
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from qklab.attention import sparsemax
-from qklab.checks.core import Case, Mistake, check_function
+from qklab.checks.core import Case, Mistake, check_function, exercise
 from qklab.theory import kappa, predicted_snr
 
 __all__ = ["check_sparsemax", "check_predicted_snr", "SPARSEMAX_MISTAKES", "SNR_MISTAKES"]
@@ -53,6 +54,21 @@ def _no_clamp(z: Tensor) -> Tensor:
     return z - _threshold(z)
 
 
+def _masked_as_zero(z: Tensor) -> Tensor:
+    return sparsemax(z.masked_fill(torch.isinf(z), 0.0), dim=-1)  # a masked key competes with logit 0
+
+
+def _masked_in_support(z: Tensor) -> Tensor:
+    """-inf replaced by 0 in the sorted row, and those zeros allowed into the support count k*."""
+    zs = z.sort(dim=-1, descending=True).values
+    finite = zs.masked_fill(torch.isinf(zs), 0.0)
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    cums = finite.cumsum(-1)
+    size = (1 + k * finite > cums).sum(-1, keepdim=True).clamp_min(1)
+    theta = (cums.gather(-1, size - 1) - 1) / size.to(z.dtype)
+    return torch.clamp(z - theta, min=0)
+
+
 SPARSEMAX_MISTAKES = [
     Mistake(
         "softmax",
@@ -75,6 +91,18 @@ SPARSEMAX_MISTAKES = [
         _no_clamp,
         "keys below the threshold get exactly 0: clamp z - theta at 0 (torch.clamp(..., min=0)).",
     ),
+    Mistake(
+        "masked (-inf) keys treated as logit 0 (they then compete for the support)",
+        _masked_as_zero,
+        "a masked key must stay out of the support even when 0 would be above the threshold: compute the "
+        "threshold from the finite entries only, and give the -inf entries probability 0.",
+    ),
+    Mistake(
+        "masked (-inf) keys counted in the support size k*",
+        _masked_in_support,
+        "after replacing -inf by 0 for the cumulative sum, exclude those entries from the support test "
+        "(k* counts finite keys only).",
+    ),
 ]
 
 
@@ -92,9 +120,21 @@ def _sparsemax_cases() -> list[Case]:
         Case("a single key", (torch.tensor([[1.7], [-3.0]], dtype=torch.float64),)),
         Case("large logits (size 1000)", (1000 * rnd(3, 6),)),
         Case("masked keys written as -inf", (masked,)),
+        # Masked keys that logit 0 would put in the support: [-1, -inf, -0.5] and a row where the
+        # masked key sits between finite ones.
+        Case("masked keys above the threshold if read as 0: rows [-1, -inf, -0.5] and [0.2, -inf, -0.3]",
+             (torch.tensor([[-1.0, float("-inf"), -0.5], [0.2, float("-inf"), -0.3]], dtype=torch.float64),)),
     ]
 
 
+SPARSEMAX_RECIPE = (
+    "sort each row in descending order, find the support size k* with 1 + k z_(k) > cumsum_k, "
+    "set theta = (cumsum_{k*} - 1) / k*, return max(z - theta, 0). For -inf entries, make sure no NaN appears "
+    "(e.g. replace -inf by 0 inside the cumulative sum and keep them out of the support)."
+)
+
+
+@exercise("ex-sparsemax", hint=SPARSEMAX_RECIPE)
 def check_sparsemax(fn: Callable[[Tensor], Tensor]) -> None:
     """Chapter 7, ex-sparsemax: `fn(z)` is sparsemax over the last axis of `z`, `(..., T)` to `(..., T)`.
 
@@ -106,11 +146,9 @@ def check_sparsemax(fn: Callable[[Tensor], Tensor]) -> None:
         _sparsemax_cases(),
         name="my_sparsemax",
         mistakes=SPARSEMAX_MISTAKES,
-        hint="sort each row in descending order, find the support size k* with 1 + k z_(k) > cumsum_k, "
-        "set theta = (cumsum_{k*} - 1) / k*, return max(z - theta, 0). For -inf entries, make sure no NaN appears "
-        "(e.g. replace -inf by 0 inside the cumulative sum and keep them out of the support).",
         atol=1e-9,
         rtol=1e-7,
+        axis_names=("row", "key"),
     )
 
 
@@ -160,6 +198,7 @@ def _snr_cases() -> list[Case]:
     ]
 
 
+@exercise("ex-predicted-snr", hint="SNR(tau) = E z_tau / sd z_tau = tau d m / sqrt(tau (T + tau) d (m^2 + s^2)), for tau = 1..T.")
 def check_predicted_snr(fn: Callable[[float, float, int, int], Tensor]) -> None:
     """Chapter 7, ex-predicted-snr: `fn(mean, std, d, T)` returns `SNR(tau)`, `tau = 1..T`, shape `(T,)`."""
     check_function(
@@ -168,7 +207,6 @@ def check_predicted_snr(fn: Callable[[float, float, int, int], Tensor]) -> None:
         _snr_cases(),
         name="snr_random_walk",
         mistakes=SNR_MISTAKES,
-        hint="SNR(tau) = E z_tau / sd z_tau = tau d m / sqrt(tau (T + tau) d (m^2 + s^2)), for tau = 1..T.",
         atol=1e-9,
         rtol=1e-7,
     )

@@ -14,7 +14,8 @@ What is here:
   `qklab.metrics.effective_rank`. Recognised mistakes: squared singular values, no `exp`, the
   ordinary rank, `0 log 0` giving NaN.
 - `check_causal_uniform_ratio(value, T)`: the predicted `log T`-normalised entropy of uniform
-  causal attention, `(1/T) sum_{i=1}^{T} log i / log T`.
+  causal attention, `(1/T) sum_{i=0}^{T-1} log(i + 1) / log T` (rows counted from 0, as in every
+  message: row `i` sees `i + 1` keys).
 
 What is not here: the references (`qklab.metrics`) and the engine (`qklab.checks.core`).
 """
@@ -26,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from qklab.checks.core import Case, Mistake, check_function, check_value, gaussian
+from qklab.checks.core import Case, Mistake, check_function, check_value, exercise, gaussian
 from qklab.metrics import attention_entropy, effective_rank, token_residual
 
 __all__ = [
@@ -81,6 +82,7 @@ ENTROPY_MISTAKES: tuple[Mistake, ...] = (
         lambda A: -(A * torch.log(A)).sum(-1).mean(),
         "p log p tends to 0 as p -> 0: use torch.special.xlogy(A, A), or set the terms with A == 0 to 0.",
     ),
+    Mistake("the entropy without its minus sign (a negative number)", lambda A: _plogp(A).sum(-1).mean(), "log A_ij <= 0, so H_i = -sum_j A_ij log A_ij is >= 0: keep the minus sign."),
     Mistake("a sum over the wrong axis (over queries instead of keys)", lambda A: -_plogp(A).sum(-2).mean(), "row i (a query) is a distribution over the keys j: sum along the last axis."),
     Mistake("one entropy per row, not averaged", lambda A: -_plogp(A).sum(-1), "return one number: the mean over rows (and over batch and heads)."),
     Mistake("the sum of the row entropies instead of their mean", lambda A: -_plogp(A).sum(), "average over rows instead of adding them up."),
@@ -98,6 +100,7 @@ ENTROPY_MISTAKES: tuple[Mistake, ...] = (
 )
 
 
+@exercise("ex-entropy", hint="H_i = -sum_j A_ij log A_ij over the keys j (last axis), with 0 log 0 = 0, then the mean over all rows.")
 def check_mean_row_entropy(fn, *, quiet: bool = False) -> None:
     """Check `fn(A)`, the mean attention entropy in nats (chapter 2, ex-entropy)."""
     check_function(
@@ -106,7 +109,6 @@ def check_mean_row_entropy(fn, *, quiet: bool = False) -> None:
         ENTROPY_CASES,
         name="mean_row_entropy",
         mistakes=ENTROPY_MISTAKES,
-        hint="H_i = -sum_j A_ij log A_ij over the keys j (last axis), with 0 log 0 = 0, then the mean over all rows.",
         atol=1e-8,
         rtol=1e-6,
         quiet=quiet,
@@ -160,6 +162,7 @@ RESIDUAL_MISTAKES: tuple[Mistake, ...] = (
 )
 
 
+@exercise("ex-residual", hint="subtract the token mean X.mean(dim=-2, keepdim=True), take the Frobenius norm over the last two axes, divide by ||X||_F.")
 def check_relative_residual(fn, *, quiet: bool = False) -> None:
     """Check `fn(X)`, the relative Frobenius token residual per sequence (chapter 2, ex-residual)."""
     check_function(
@@ -168,7 +171,7 @@ def check_relative_residual(fn, *, quiet: bool = False) -> None:
         RESIDUAL_CASES,
         name="relative_residual",
         mistakes=RESIDUAL_MISTAKES,
-        hint="subtract the token mean X.mean(dim=-2, keepdim=True), take the Frobenius norm over the last two axes, divide by ||X||_F.",
+        axis_names=("sequence",),
         atol=1e-8,
         rtol=1e-6,
         quiet=quiet,
@@ -225,6 +228,7 @@ ERANK_MISTAKES: tuple[Mistake, ...] = (
 )
 
 
+@exercise("ex-erank", hint="sigma = torch.linalg.svdvals(X); p = sigma / sigma.sum(-1, keepdim=True); return exp(-sum p log p).")
 def check_effective_rank(fn, *, quiet: bool = False) -> None:
     """Check `fn(X)`, the effective rank of each `(T, d)` matrix (chapter 2, ex-erank)."""
     check_function(
@@ -233,7 +237,7 @@ def check_effective_rank(fn, *, quiet: bool = False) -> None:
         ERANK_CASES,
         name="effective_rank",
         mistakes=ERANK_MISTAKES,
-        hint="sigma = torch.linalg.svdvals(X); p = sigma / sigma.sum(-1, keepdim=True); return exp(-sum p log p).",
+        axis_names=("matrix",),
         atol=1e-8,
         rtol=1e-6,
         quiet=quiet,
@@ -243,14 +247,22 @@ def check_effective_rank(fn, *, quiet: bool = False) -> None:
 # --- ex-causal-ratio: a prediction ---------------------------------------------------------------
 
 def causal_uniform_ratio(T: int) -> float:
-    """`(1/T) sum_{i=1}^{T} log i / log T`: the `log T`-normalised mean entropy of uniform causal attention."""
+    """`(1/T) sum_{i=0}^{T-1} log(i + 1) / log T`: the `log T`-normalised mean entropy of uniform causal attention."""
     if not isinstance(T, int) or T < 2:
         raise ValueError(f"T must be an integer >= 2, got {T!r}")
     return math.lgamma(T + 1) / (T * math.log(T))
 
 
+@exercise(
+    "ex-causal-ratio",
+    hint="rows count from 0: row i sees the i + 1 keys j <= i, uniformly, so H_i = log(i + 1); "
+    "average H_i / log T over the T rows i = 0, ..., T - 1.",
+)
 def check_causal_uniform_ratio(value, *, T: int = 8, quiet: bool = False) -> None:
-    """Check the prediction of exercise ex-causal-ratio (chapter 2) for sequence length `T`."""
+    """Check the prediction of exercise ex-causal-ratio (chapter 2) for sequence length `T`.
+
+    Rows are counted from 0 in every message: row `i` sees the `i + 1` keys `j <= i`.
+    """
     log_T = math.log(T)
     check_value(
         value,
@@ -258,17 +270,24 @@ def check_causal_uniform_ratio(value, *, T: int = 8, quiet: bool = False) -> Non
         name=f"normalised entropy of uniform causal attention (T = {T})",
         rtol=1e-3,
         mistakes={
-            "the value for uniform attention without the mask": (1.0, "with the mask, row i sees only i + 1 keys: its entropy is log(i + 1), not log T."),
+            "the value for uniform attention without the mask": (1.0, "with the mask, row i (counting from 0) sees only i + 1 keys: its entropy is log(i + 1), not log T."),
             "each row normalised by its own maximum log(i + 1)": (
                 (T - 1) / T,
-                "divide every row by the same log T; the per-row normalisation is the 'causal' one, which gives 1 to every row but the first.",
+                "divide every row by the same log T; the per-row normalisation is the 'causal' one, which gives 1 to every row but row 0.",
             ),
-            "an average over rows 2..T only (the first row dropped)": (
+            "an average over rows 1..T - 1 only (row 0, which sees one key, dropped)": (
                 math.lgamma(T + 1) / ((T - 1) * log_T),
-                "the first row (entropy 0) counts too: average over all T rows.",
+                "row 0 (entropy log 1 = 0) counts too: average over all T rows.",
             ),
             "the mean entropy in nats, not divided by log T": (math.lgamma(T + 1) / T, "divide by log T."),
+            "an off-by-one: rows seeing 2, ..., T + 1 keys": (
+                math.lgamma(T + 2) / (T * log_T),
+                "row 0 sees one key, itself: row i (counting from 0) sees i + 1 keys, not i + 2.",
+            ),
+            "the entropy in bits divided by log T in nats": (
+                math.lgamma(T + 1) / (T * log_T * math.log(2)),
+                "use the natural logarithm for both, or one base for both: the ratio does not depend on the base.",
+            ),
         },
-        hint="row i (counting from 1) is uniform over i keys, so H_i = log i; average H_i / log T over the T rows.",
         quiet=quiet,
     )

@@ -11,12 +11,15 @@ non-symmetric `W_QK`. `tests/test_checks_spectrum.py` feeds every mistake back i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+
+import numpy as np
 
 import torch
 from torch import Tensor
 
-from qklab.checks.core import Case, Mistake, check_function, check_value
+from qklab.checks.core import Case, Mistake, check_function, check_value, exercise
 from qklab.spectrum import QK
 
 __all__ = [
@@ -51,6 +54,7 @@ def zero_count_heads(seed: int = 0) -> dict[str, tuple[Tensor, Tensor]]:
     return heads
 
 
+@exercise("ex-zero-eigenvalues")
 def check_zero_counts(n_zero_a: object, n_zero_b: object) -> None:
     """Chapter 6, ex-zero-eigenvalues: how many eigenvalues of `W_Q W_K^T` are zero?
 
@@ -69,6 +73,7 @@ def check_zero_counts(n_zero_a: object, n_zero_b: object) -> None:
         mistakes={
             "the number of NON-zero eigenvalues": (rank_a, "W_QK is d x d: it has d eigenvalues, of which at most d_h are non-zero."),
             "assuming a generic matrix has no zero eigenvalue": (0, "W_QK = W_Q W_K^T has rank at most d_h < d: what does that say about its null space?"),
+            "all d eigenvalues": (a["d"], "the d_h directions of the column space of W_Q carry non-zero eigenvalues (for Gaussian factors)."),
         },
         hint="the rank of W_Q W_K^T is at most d_h; every vector of its null space is an eigenvector with eigenvalue 0.",
     )
@@ -85,6 +90,8 @@ def check_zero_counts(n_zero_a: object, n_zero_b: object) -> None:
             ),
             "the number of zero columns": (b["zero_columns"], "count all eigenvalues that vanish, not only the new ones."),
             "the number of NON-zero eigenvalues": (rank_b, "W_QK is d x d: it has d eigenvalues."),
+            "d minus the zero columns (the rank taken as d - 4)": (
+                b["d"] - b["zero_columns"], "the rank is at most d_h to begin with; the zero columns lower it further, from d_h."),
         },
         hint="W_Q W_K^T is a sum of d_h outer products, one per column pair; how many of them are non-zero here?",
     )
@@ -105,8 +112,11 @@ def _sorted_complex(fn: Callable[..., object]) -> Callable[..., object]:
     it cannot do for complex numbers.
     """
 
+    @functools.wraps(fn)
     def wrapped(*args: object, **kwargs: object) -> object:
         out = fn(*args, **kwargs)
+        if isinstance(out, np.ndarray):
+            out = torch.as_tensor(out)
         if not isinstance(out, Tensor):
             return out
         out = out.detach().to(torch.complex128)
@@ -165,6 +175,7 @@ def _core_cases() -> list[Case]:
     ]
 
 
+@exercise("ex-core-eigenvalues", hint="form the d_h x d_h matrix W_K^T W_Q (batch-friendly: W_K.transpose(-2, -1) @ W_Q) and take torch.linalg.eigvals.")
 def check_core_eigenvalues(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 6, ex-core-eigenvalues: `fn(W_Q, W_K)` returns the `d_h` eigenvalues of the core.
 
@@ -177,7 +188,6 @@ def check_core_eigenvalues(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         _core_cases(),
         name="core_eigenvalues",
         mistakes=[Mistake(m.label, _sorted_complex(m.fn), m.hint) for m in CORE_MISTAKES],
-        hint="form the d_h x d_h matrix W_K^T W_Q (batch-friendly: W_K.transpose(-2, -1) @ W_Q) and take torch.linalg.eigvals.",
         atol=1e-6,
         rtol=1e-5,
     )
@@ -257,6 +267,7 @@ def _moment_cases() -> list[Case]:
 def _real_if_complex(fn: Callable[..., object]) -> Callable[..., object]:
     """Accept complex output whose imaginary part is negligible (e.g. from eigvals) as real."""
 
+    @functools.wraps(fn)
     def wrapped(*args: object, **kwargs: object) -> object:
         out = fn(*args, **kwargs)
         if isinstance(out, Tensor) and out.is_complex():
@@ -267,6 +278,7 @@ def _real_if_complex(fn: Callable[..., object]) -> Callable[..., object]:
     return wrapped
 
 
+@exercise("ex-trace-moments", hint="mean = <W_Q, W_K>_F / d and second moment = tr(C C) / d with C = W_K^T W_Q; stack them on the last axis.")
 def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 6, ex-trace-moments: `fn(W_Q, W_K)` returns `[mean, second moment]`, `(..., 2)`, over `n = d`."""
     check_function(
@@ -275,7 +287,6 @@ def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         _moment_cases(),
         name="spectrum_moments",
         mistakes=MOMENT_MISTAKES,
-        hint="mean = <W_Q, W_K>_F / d and second moment = tr(C C) / d with C = W_K^T W_Q; stack them on the last axis.",
         atol=1e-5,
         rtol=1e-4,
     )

@@ -34,11 +34,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, gaussian
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, exercise, gaussian
 from qklab.regularizers import locater_per_head
 from qklab.spectrum import QK
 
@@ -83,6 +84,7 @@ def causal_max_entropy(T: int) -> float:
     return math.lgamma(T + 1) / T
 
 
+@exercise("ex-causal-max-entropy", hint="row i (0-based) of a causal pattern sees i + 1 keys; uniform attention over n keys has entropy log n.")
 def check_causal_max_entropy(value: object, T: int = 32) -> None:
     """Chapter 4, ex-causal-max-entropy: the mean row entropy of uniform causal attention."""
     expected = causal_max_entropy(T)
@@ -114,7 +116,6 @@ def check_causal_max_entropy(value: object, T: int = 32) -> None:
                 "the mean of log(i + 1) is not log of the mean number of keys (log is concave).",
             ),
         },
-        hint="row i (0-based) of a causal pattern sees i + 1 keys; uniform attention over n keys has entropy log n.",
     )
 
 
@@ -204,8 +205,15 @@ def _stacked(fn: Callable[..., object]) -> Callable[[Tensor, Tensor], object]:
                 + (f" of length {len(out)}" if isinstance(out, tuple) else "")
             )
         u_new, sigma = out
+        if isinstance(sigma, (int, float, np.floating, np.ndarray)) and not isinstance(sigma, bool):
+            sigma = torch.as_tensor(np.asarray(sigma, dtype=np.float64))
+        if isinstance(u_new, np.ndarray):
+            u_new = torch.as_tensor(u_new)
         if not isinstance(u_new, Tensor) or not isinstance(sigma, Tensor):
-            raise ExerciseCheckError("power_step must return two tensors: u_new of shape (m,) and sigma (a 0-d tensor)")
+            raise ExerciseCheckError(
+                f"power_step must return two tensors, u_new of shape (m,) and sigma (a 0-d tensor); got "
+                f"{type(u_new).__name__} and {type(sigma).__name__}"
+            )
         if sigma.numel() != 1:
             raise ExerciseCheckError(f"sigma must be a single number (a 0-d tensor), got shape {tuple(sigma.shape)}")
         return torch.cat([u_new.reshape(-1), sigma.reshape(1)])
@@ -243,6 +251,7 @@ def _power_cases() -> list[Case]:
     ]
 
 
+@exercise("ex-power-step", hint="v = W^T u / |W^T u|, then u_new = W v / |W v|, and sigma = u_new^T W v.")
 def check_power_step(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> None:
     """Chapter 4, ex-power-step: `fn(W (m, n), u (m,)) -> (u_new (m,), sigma ())`."""
     check_function(
@@ -251,7 +260,6 @@ def check_power_step(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> N
         _power_cases(),
         name="power_step",
         mistakes=[Mistake(m.label, _stacked(m.fn), m.hint) for m in POWER_MISTAKES],
-        hint="v = W^T u / |W^T u|, then u_new = W v / |W v|, and sigma = u_new^T W v.",
         atol=1e-8,
         rtol=1e-6,
         quiet=True,
@@ -318,6 +326,7 @@ BOUND_MISTAKES = [
 ]
 
 
+@exercise("ex-entropy-bound", hint="Delta = 2 sigma R^2 / sqrt(d_h); the bound is log(1 + (n - 1) exp(-Delta)).")
 def check_entropy_bound(fn: Callable[..., Tensor]) -> None:
     """Chapter 4, ex-entropy-bound: `fn(sigma, R, d_h, n)` (tensors broadcast, `d_h` an int)."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
@@ -335,7 +344,6 @@ def check_entropy_bound(fn: Callable[..., Tensor]) -> None:
         cases,
         name="entropy_lower_bound",
         mistakes=BOUND_MISTAKES,
-        hint="Delta = 2 sigma R^2 / sqrt(d_h); the bound is log(1 + (n - 1) exp(-Delta)).",
         atol=1e-9,
         rtol=1e-7,
     )
@@ -417,6 +425,7 @@ def _head_cases() -> list[Case]:
     ]
 
 
+@exercise("ex-head-stats", hint="m = tr(W)/d with tr(W) = <W_Q, W_K>_F; variance = ||W||_F^2/d - m^2; r = sqrt(||W||_F^2/d); kappa = m/r.")
 def check_head_stats(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 9, ex-head-stats: `fn(W_Q, W_K)` with `(..., d, d_h)` inputs returns `(..., 4)`."""
     check_function(
@@ -425,7 +434,6 @@ def check_head_stats(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         _head_cases(),
         name="head_stats",
         mistakes=HEAD_STATS_MISTAKES,
-        hint="m = tr(W)/d with tr(W) = <W_Q, W_K>_F; variance = ||W||_F^2/d - m^2; r = sqrt(||W||_F^2/d); kappa = m/r.",
         atol=1e-9,
         rtol=1e-7,
     )
@@ -453,6 +461,7 @@ MIMETIC_MISTAKES = [
 ]
 
 
+@exercise("ex-mimetic-kappa", hint="m -> alpha and ||W||_F^2/d -> alpha^2 + beta^2 for large d; kappa = m / sqrt(||W||_F^2/d).")
 def check_mimetic_kappa(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 9, ex-mimetic-kappa: `fn(alpha, beta)` (tensors, broadcast) returns kappa."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
@@ -465,7 +474,6 @@ def check_mimetic_kappa(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         Case("a negative identity weight", (t(-0.5), t(0.5))),
     ]
     check_function(fn, mimetic_kappa_reference, cases, name="mimetic_kappa", mistakes=MIMETIC_MISTAKES,
-                   hint="m -> alpha and ||W||_F^2/d -> alpha^2 + beta^2 for large d; kappa = m / sqrt(||W||_F^2/d).",
                    atol=1e-9, rtol=1e-7)
 
 
@@ -483,6 +491,8 @@ def unsafe_example_matrix() -> Tensor:
     return W
 
 
+@exercise("ex-unsafe-value", hint="m = tr(W)/d; tr(W^2) = sum_ij W_ij W_ji (the sum of the squared eigenvalues, complex ones included); "
+          "divide by d = 4 and subtract m^2.")
 def check_unsafe_value(value: object) -> None:
     """Chapter 10, ex-unsafe-value: `tr(W^2)/d - m^2` for the rotation block of `UNSAFE_EXAMPLE`."""
     W = unsafe_example_matrix()
@@ -501,7 +511,6 @@ def check_unsafe_value(value: object) -> None:
             "n = 2 (only the non-zero block)": (float(torch.trace(W @ W)) / 2, "the exercise uses n = d = 4, all eigenvalues."),
             "zero (as if the penalty saw only the symmetric part)": (0.0, "compute tr(W W) entry by entry: W_01 W_10 + W_10 W_01."),
         },
-        hint="the eigenvalues are +3i, -3i, 0, 0: square them, add, divide by 4.",
     )
 
 
@@ -539,6 +548,7 @@ SYMMETRIC_MISTAKES = [
 ]
 
 
+@exercise("ex-symmetric-penalty", hint="m = <W_Q, W_K>_F / d; ||W_sym||_F^2 = (||W||_F^2 + tr(W^2))/2 with the trace identities of chapter 6.")
 def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 10, ex-symmetric-penalty: `fn(W_Q, W_K)` `(..., d, d_h)` -> `(...)`."""
     rot = unsafe_example_matrix()
@@ -552,12 +562,12 @@ def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     ]
     cases[1] = Case(cases[1].description, (cases[1].args[0], cases[1].args[0].clone()))
     check_function(fn, symmetric_penalty_reference, cases, name="symmetric_penalty", mistakes=SYMMETRIC_MISTAKES,
-                   hint="m = <W_Q, W_K>_F / d; ||W_sym||_F^2 = (||W||_F^2 + tr(W^2))/2 with the trace identities of chapter 6.",
                    atol=1e-9, rtol=1e-7)
 
 
 # === Chapter 11 ===================================================================================
 
+@exercise("ex-layernorm-norm", hint="after LayerNorm the d coordinates have mean 0 and (biased) variance 1: what is the sum of their squares?")
 def check_layernorm_norm(value: object, d: int = 32) -> None:
     """Chapter 11, ex-layernorm-norm: `|LayerNorm(x)|` for `x` in `R^d` (gain 1, bias 0) is `sqrt(d)`."""
     check_value(
@@ -570,10 +580,10 @@ def check_layernorm_norm(value: object, d: int = 32) -> None:
             "d, the squared norm": (float(d), "the sum of d squares of variance 1 is d; the norm is its square root."),
             "sqrt(d - 1) (an unbiased variance)": (math.sqrt(d - 1), "LayerNorm divides by the biased standard deviation (1/d, not 1/(d - 1))."),
         },
-        hint="after LayerNorm the d coordinates have mean 0 and (biased) variance 1: what is the sum of their squares?",
     )
 
 
+@exercise("ex-embedding-norm", hint="each of the d coordinates is the sum of two independent N(0, std^2) numbers.")
 def check_embedding_norm(value: object, d: int = 32, std: float = 0.02) -> None:
     """Chapter 11, ex-embedding-norm: typical norm of a token plus a position embedding at init, `std sqrt(2 d)`."""
     check_value(
@@ -587,5 +597,4 @@ def check_embedding_norm(value: object, d: int = 32, std: float = 0.02) -> None:
             "2 std sqrt(d) (norms added)": (2 * std * math.sqrt(d), "independent random vectors add in squares: |a + b|^2 is about |a|^2 + |b|^2."),
             "sqrt(d) (as if a LayerNorm came first)": (math.sqrt(d), "in post-LN the first attention layer sees the raw embeddings, before any LayerNorm."),
         },
-        hint="each of the d coordinates is the sum of two independent N(0, std^2) numbers.",
     )
