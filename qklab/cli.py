@@ -1,14 +1,19 @@
 """The `qklab` command: `qklab train`, `qklab sweep`, `qklab reproduce locater` (chapters 4, 9, 10).
 
-Every command writes JSON-lines results files that start with the model and train configs, seed,
-device and versions (`qklab.train`), and prints where it wrote them. Nothing is downloaded unless
-`--download` is given.
+Every command writes JSON-lines results files with the model and train configs, seed, device and
+versions, and prints where it wrote them. Bad input (unknown values, empty grids, a results file
+that cannot be written, a data folder that does not exist or lacks the files) stops with one
+clear message before any training. Nothing is downloaded unless `--download` is given.
 
     qklab train --steps 300 --lr 3e-3 --out runs/plain.jsonl
     qklab train --lr 3e-2 --sigma-reparam            # the chapter-4 fix at a too-high lr
-    qklab sweep --reg-strengths 0,0.1,1 --seeds 0,1,2 --out-dir runs/sweep
-    qklab reproduce locater --scale book             # small, offline, minutes on a laptop CPU
-    qklab reproduce locater --scale paper --wikitext-dir ~/data/wikitext-2-raw
+    qklab sweep --reg-strengths 0,0.1,1 --seeds 0,1,2 --out runs/sweep.jsonl
+    qklab reproduce locater --scale book --out results/locater-book.jsonl   # chapter 10's CPU sweep
+    qklab reproduce locater --scale paper --wikitext-dir ~/data/wikitext-2-raw --backend ray
+
+`sweep` and `reproduce` run their grid points through `qklab.runner` (worker processes with one
+thread each, one per core by default; `--backend inline` or `ray`), append one JSON line per
+finished point to `--out` and skip, when run again, the points already there.
 
 Not here: anything a notebook would call (use `qklab.train` / `qklab.sweep` directly).
 """
@@ -16,9 +21,6 @@ Not here: anything a notebook would call (use `qklab.train` / `qklab.sweep` dire
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
 import statistics
 import sys
 import time
@@ -86,6 +88,17 @@ def _add_train_args(p: argparse.ArgumentParser, single: bool) -> None:
     d.add_argument("--vocab-size", type=int, default=32, help="vocabulary of the synthetic tasks")
 
 
+def _add_run_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    g = p.add_argument_group("running the points (qklab.runner)")
+    g.add_argument("--out", default=None, help=f"results file, JSON lines, one per point (default {default_out})")
+    g.add_argument("--backend", choices=["process", "inline", "ray"], default="process",
+                   help="process: worker processes, one thread each (default); inline: this process; "
+                        "ray: one Ray task per point (pip install 'qklab[ray]')")
+    g.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    if not any(act.dest == "no_progress" for act in p._actions):
+        g.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qklab", description="Train small transformers and watch their QK spectrum.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,27 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", default=None, help="checkpoint file, written every --checkpoint-every steps and at the end")
     t.add_argument("--checkpoint-every", type=int, default=0)
     t.add_argument("--resume", default=None, help="continue from this checkpoint")
-    s = sub.add_parser("sweep", help="a grid of regulariser strengths x seeds (x learning rates), trained together")
+    s = sub.add_parser("sweep", help="a grid of learning rates x regulariser strengths x seeds, one model per point",
+                       description="Train a grid of models (learning rates x regulariser strengths x seeds) in "
+                                   "parallel worker processes. Each finished point is appended to --out at once; "
+                                   "the same command again skips the points already there.")
     _add_model_args(s)
     _add_train_args(s, single=False)
-    s.add_argument("--reg-strengths", type=_floats, default=[0.0, 0.1, 1.0])
-    s.add_argument("--seeds", type=_ints, default=[0, 1, 2])
-    s.add_argument("--lrs", type=_floats, default=[3e-3])
-    s.add_argument("--mode", choices=["auto", "stacked", "sequential"], default="auto")
-    s.add_argument("--out-dir", default=None, help="one results file per run; default qklab-runs/sweep-<time>/")
-    r = sub.add_parser("reproduce", help="reproduce an experiment of the course")
+    s.add_argument("--reg-strengths", type=_floats, default=[0.0, 0.1, 1.0], help="comma-separated (default 0,0.1,1)")
+    s.add_argument("--seeds", type=_ints, default=[0, 1, 2], help="comma-separated (default 0,1,2)")
+    s.add_argument("--lrs", type=_floats, default=[3e-3], help="comma-separated learning rates (default 3e-3)")
+    _add_run_args(s, "qklab-runs/sweep.jsonl")
+    r = sub.add_parser("reproduce", help="reproduce an experiment of the course",
+                       description="Reproduce chapter 10's LocAteR comparison as a grid of points run in parallel "
+                                   "(see qklab.reproduce). Resumable: the same command again skips finished points.")
     r.add_argument("experiment", choices=["locater"])
-    r.add_argument("--scale", choices=["book", "paper"], default="book")
-    r.add_argument("--wikitext-dir", default=None, help="local WikiText-2 raw files (paper scale)")
-    r.add_argument("--download", action="store_true",
-                   help="paper scale: fetch WikiText-2 with the `datasets` library if no local copy is found")
-    r.add_argument("--strengths", type=_floats, default=None,
-                   help="LocAteR strengths to sweep (default 0,0.1,1; chapter 10 suggests several decades)")
+    r.add_argument("--scale", choices=["tiny", "book", "paper"], default="book",
+                   help="tiny: seconds (a smoke test); book: chapter 10's CPU sweep; paper: the paper's size (GPU hours)")
+    r.add_argument("--wikitext-dir", default=None,
+                   help="folder with wiki.train.raw and wiki.valid.raw (without it: the offline pydoc corpus)")
+    r.add_argument("--download", action="store_true", help="fetch WikiText-2 with the `datasets` library")
+    r.add_argument("--strengths", type=_floats, default=None, help="LocAteR strengths rho to sweep (comma-separated)")
     r.add_argument("--steps", type=int, default=None, help="override the number of steps")
-    r.add_argument("--seeds", type=_ints, default=None)
-    r.add_argument("--device", default="auto")
-    r.add_argument("--out-dir", default=None)
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds")
+    r.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    _add_run_args(r, "qklab-runs/locater-<scale>.jsonl")
     return parser
 
 
@@ -142,13 +158,12 @@ def _train_config(a: argparse.Namespace, **extra: Any):
 def _data(a: argparse.Namespace):
     from qklab import data as qd
 
-    if a.data == "pydoc":
+    spec = _data_spec(a)
+    if spec["kind"] == "wikitext2":
+        return qd.load_wikitext2(spec["path"], level=spec["level"])
+    if spec["kind"] == "pydoc":
         return qd.pydoc_corpus()
-    if a.data == "wikitext2":
-        return qd.load_wikitext2(a.data_dir, level=a.level, download=a.download)
-    if a.data == "random-walk":
-        return qd.RandomWalkTokens(a.vocab_size)
-    return qd.InductionTask(a.vocab_size)
+    return qd.RandomWalkTokens(a.vocab_size) if spec["kind"] == "random-walk" else qd.InductionTask(a.vocab_size)
 
 
 def _stamp() -> str:
@@ -178,88 +193,146 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _out_path(text: str | None, default: str) -> str:
+    """The results file; a folder or an unwritable place fails here (run_points checks again)."""
+    path = Path(text if text is not None else default).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--out {str(path)!r} is a folder; give a results file, e.g. {str(path / 'results.jsonl')!r}")
+    return str(path)
+
+
+def _wikitext_spec(data_dir: str | None, level: str, download: bool) -> dict:
+    """The `data` spec of WikiText-2 points. A directory the user gave must exist and hold the files."""
+    from qklab.data import WIKITEXT_FILES, find_wikitext2
+
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data-dir {str(root)!r} does not exist (or is not a folder)")
+        found = find_wikitext2(root)
+        if found is None or not (found == root or found == root / "wikitext-2-raw"):
+            missing = [f for f in (WIKITEXT_FILES["train"], WIKITEXT_FILES["val"]) if not (root / f).is_file()]
+            raise FileNotFoundError(f"--data-dir {str(root)!r} lacks the WikiText-2 raw file(s) {', '.join(missing)}")
+    else:
+        found = find_wikitext2(None)
+        if found is None and download:
+            from qklab.data import load_wikitext2
+
+            load_wikitext2(level=level, download=True)  # once here, not in every worker
+            found = find_wikitext2(None)
+        if found is None:
+            raise FileNotFoundError("no WikiText-2 raw files found in $QKLAB_WIKITEXT2 or ~/.cache/qklab/wikitext-2-raw; "
+                                    "pass --data-dir, or add --download")
+    return {"kind": "wikitext2", "path": str(found.resolve()), "level": level}
+
+
+def _data_spec(a: argparse.Namespace) -> dict:
+    if a.data == "wikitext2":
+        return _wikitext_spec(a.data_dir, a.level, a.download)
+    if a.data_dir is not None:
+        raise ValueError(f"--data-dir is for --data wikitext2, not --data {a.data}")
+    if a.data == "pydoc":
+        return {"kind": "pydoc"}
+    if a.vocab_size < 2:
+        raise ValueError(f"--vocab-size must be at least 2, got {a.vocab_size}")
+    return {"kind": a.data, "vocab_size": a.vocab_size}
+
+
+def _run_options(a: argparse.Namespace) -> dict:
+    if a.workers is not None and a.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {a.workers}")
+    if a.workers is not None and a.backend != "process":
+        print(f"note: --workers applies to --backend process; {a.backend} ignores it", file=sys.stderr)
+    return {"workers": a.workers, "backend": a.backend, "progress": not a.no_progress}
+
+
+def _announce(points: list[dict], out: str, opts: dict) -> None:
+    from qklab.runner import point_key, read_records
+
+    have = read_records(out) if Path(out).is_file() else {}
+    done = sum(have.get(point_key(p), {}).get("status") == "ok" for p in points)
+    how = {"process": f"{opts['workers'] or 'one per core'} worker process(es)", "inline": "this process",
+           "ray": "Ray tasks"}[opts["backend"]]
+    print(f"{len(points)} points, {done} already finished in {out}; running {len(points) - done} in {how}")
+
+
 def _cmd_sweep(a: argparse.Namespace) -> int:
-    from qklab.sweep import grid, sweep
+    from qklab.device import pick_device
+    from qklab.runner import run_points
 
-    out_dir = Path(a.out_dir or f"qklab-runs/sweep-{_stamp()}")
-    base = _train_config(a)
-    cfgs = grid(base, lr=a.lrs, reg_strength=a.reg_strengths, seed=a.seeds)
-    cfgs = [dataclasses.replace(c, out=str(out_dir / f"lr{c.lr:g}_lam{c.reg_strength:g}_seed{c.seed}.jsonl")) for c in cfgs]
+    for name in ("reg_strengths", "seeds", "lrs"):
+        if not getattr(a, name):
+            raise ValueError(f"--{name.replace('_', '-')} is empty: the grid needs at least one value")
+        if len(set(getattr(a, name))) != len(getattr(a, name)):
+            raise ValueError(f"--{name.replace('_', '-')} repeats a value: {getattr(a, name)}")
+    pick_device(a.device)
+    out = _out_path(a.out, "qklab-runs/sweep.jsonl")
+    opts = _run_options(a)
+    model = _model_config(a).to_dict()
+    data = _data_spec(a)
+    points = []
+    for lr in a.lrs:
+        for lam in a.reg_strengths:
+            for seed in a.seeds:
+                cfg = _train_config(a, lr=lr, reg_strength=lam, seed=seed, progress=False, on_divergence="stop")
+                points.append({"fn": "qklab.runner:train_point", "args": {"model": model, "train": cfg.to_dict(),
+                                                                          "data": data},
+                               "tags": {"lr": lr, "reg_strength": lam, "seed": seed}})
+    _announce(points, out, opts)
     t0 = time.perf_counter()
-    hists = sweep(_model_config(a), cfgs, _data(a), mode=a.mode, progress=not a.no_progress)
-    print(f"{len(hists)} runs in {time.perf_counter() - t0:.1f} s")
-    _table(hists, ["lr", "reg_strength"])
-    print(f"results: {out_dir}/")
-    return 0
+    records = run_points(points, out, **opts)
+    print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
+    print(_table(records, ["lr", "reg_strength"]))
+    print(f"results: {out} (one JSON line per point; the same command again skips finished points)")
+    return 1 if any(r["status"] == "error" for r in records) else 0
 
 
-def _table(hists: list, keys: list[str]) -> list[dict]:
-    """Print final val loss and entropy per setting, mean and sd over seeds; return the rows."""
-    groups: dict[tuple, list] = {}
-    for h in hists:
-        groups.setdefault(tuple(h.train_config[k] for k in keys) + (h.model_config["sigma_reparam"],
-                                                                   h.train_config["regularizer"]), []).append(h)
-    rows = []
-    print(f"{'setting':48s} {'val loss':>16s} {'entropy':>14s} {'kappa':>7s} diverged")
-    for key, hs in groups.items():
-        ok = [h for h in hs if h.status == "completed"]
-        vl = [h.last["val_loss"] for h in ok]
-        en = [h.last["entropy"] for h in ok]
-        ka = [h.last["qk_kappa"][0][0] for h in ok]
-        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys + ["sigma_reparam", "regularizer"], key))
-        row = {"setting": label, "n": len(hs), "diverged": len(hs) - len(ok)}
+def _table(records: list[dict], keys: list[str]) -> str:
+    """Final val loss, entropy and kappa per setting: mean and sd over seeds; diverged and failed counts."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r["tags"][k] for k in keys), []).append(r)
+    sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
+    lines = [f"{'setting':32s} {'val loss':>17s} {'entropy':>15s} {'kappa':>7s}  diverged  failed"]
+    for key, rs in groups.items():
+        label = ", ".join(f"{k}={v:g}" for k, v in zip(keys, key))
+        ok = [r["result"]["final"] for r in rs if r["status"] == "ok" and r["result"]["status"] == "completed"]
+        diverged = sum(r["status"] == "ok" and r["result"]["status"] != "completed" for r in rs)
+        failed = sum(r["status"] == "error" for r in rs)
         if ok:
-            row.update(val_loss=statistics.mean(vl), val_loss_sd=sd(vl), entropy=statistics.mean(en), entropy_sd=sd(en),
-                       kappa=statistics.mean(ka))
-            print(f"{label:48s} {row['val_loss']:8.4f} ± {row['val_loss_sd']:.4f} {row['entropy']:6.3f} ± {row['entropy_sd']:.3f}"
-                  f" {row['kappa']:7.3f} {row['diverged']}/{len(hs)}")
+            vl, en = [f["val_loss"] for f in ok], [f["entropy"] for f in ok]
+            ka = [f["qk_kappa"][0][0] for f in ok]
+            lines.append(f"{label:32s} {statistics.mean(vl):8.4f} ± {sd(vl):.4f} {statistics.mean(en):7.3f} ± "
+                         f"{sd(en):.3f} {statistics.mean(ka):7.3f}  {diverged:>4d}/{len(rs):<3d} {failed:>4d}/{len(rs)}")
         else:
-            print(f"{label:48s} {'-':>16s} {'-':>14s} {'-':>7s} {len(hs)}/{len(hs)}")
-        rows.append(row)
-    return rows
+            lines.append(f"{label:32s} {'-':>17s} {'-':>15s} {'-':>7s}  {diverged:>4d}/{len(rs):<3d} {failed:>4d}/{len(rs)}")
+    for r in records:
+        if r["status"] == "error":
+            first = r["error"].splitlines()[0] if r["error"] else "?"
+            where = ", ".join(f"{k}={r['tags'].get(k)}" for k in [*keys, "seed"])
+            lines.append(f"failed: {where}: {first}")
+    return "\n".join(lines)
 
 
 def _cmd_reproduce(a: argparse.Namespace) -> int:
-    from qklab import data as qd
-    from qklab.model import ModelConfig
-    from qklab.sweep import grid, sweep
-    from qklab.train import TrainConfig
+    from qklab.reproduce import locater_points, locater_table
+    from qklab.runner import run_points
 
-    out_dir = Path(a.out_dir or f"qklab-runs/reproduce-locater-{a.scale}-{_stamp()}")
-    if a.scale == "book":
-        mcfg = ModelConfig(d_model=64, n_heads=1, n_layers=1, seq_len=64, norm="post")
-        data, note = qd.pydoc_corpus(), "pydoc corpus (offline, character level)"
-        steps, seeds, strengths = 300, [0, 1, 2], [0.0, 0.1, 1.0]
-    else:
-        # The paper's model (Bao et al. 2024): 1 layer, 1 head, post-LN, widths 128. Sequence
-        # length, optimiser and schedule are our choices (they trained with fairseq).
-        mcfg = ModelConfig(d_model=128, n_heads=1, n_layers=1, d_mlp=128, seq_len=128, norm="post")
-        found = qd.find_wikitext2(a.wikitext_dir)
-        if found is not None:
-            data, note = qd.load_wikitext2(found, level="word"), f"WikiText-2 (word level) from {found}"
-        elif a.download:
-            data, note = qd.load_wikitext2(level="word", download=True), "WikiText-2 (word level), downloaded"
-        else:
-            data = qd.pydoc_corpus()
-            note = ("pydoc corpus (offline, character level): no local WikiText-2 found "
-                    "(pass --wikitext-dir, set QKLAB_WIKITEXT2 or add --download)")
-        steps, seeds, strengths = 3000, [0, 1, 2], [0.0, 0.1, 1.0]
-    steps = a.steps or steps
-    seeds = a.seeds or seeds
-    strengths = a.strengths or strengths
+    out = _out_path(a.out, f"qklab-runs/locater-{a.scale}.jsonl")
+    opts = _run_options(a)
+    points, note = locater_points(a.scale, wikitext_dir=a.wikitext_dir, download=a.download, strengths=a.strengths,
+                                  seeds=a.seeds, steps=a.steps, device=a.device)
     print(f"reproduce locater, scale {a.scale}: data = {note}")
-    base = TrainConfig(steps=steps, device=a.device, regularizer="locater", progress=not a.no_progress,
-                       log_every=max(1, steps // 10))
-    cfgs = grid(base, reg_strength=strengths, seed=seeds)
-    cfgs = [dataclasses.replace(c, out=str(out_dir / f"lam{c.reg_strength:g}_seed{c.seed}.jsonl")) for c in cfgs]
-    hists = sweep(mcfg, cfgs, data, progress=not a.no_progress)
-    rows = _table(hists, ["reg_strength"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps({"scale": a.scale, "data": note, "model_config": mcfg.to_dict(),
-                                                      "steps": steps, "seeds": seeds, "rows": rows}, indent=1))
-    print(f"results: {out_dir}/ (summary.json and one file per run)")
-    return 0
+    _announce(points, out, opts)
+    t0 = time.perf_counter()
+    records = run_points(points, out, **opts)
+    print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
+    print(locater_table(records))
+    errors = [r for r in records if r["status"] == "error"]
+    for r in errors:
+        print(f"failed: {r['tags']}: {(r['error'] or '?').splitlines()[0]}", file=sys.stderr)
+    print(f"results: {out} (one JSON line per point; the same command again skips finished points)")
+    return 1 if errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,6 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"qklab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        print(f"\nqklab {args.command}: interrupted. Finished points are in the results file"
+              f"{' ' + out if out else ''}; run the same command again to continue.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
