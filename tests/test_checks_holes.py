@@ -284,3 +284,12 @@ def test_chapter2_hints_count_rows_from_0(capsys):
     assert "i + 1 keys" in msg
     text = " ".join(msg.split())
     assert "counting from 1" not in text and "rows 2..T" not in text
+
+
+def test_counts_are_exact():
+    """Found while trying wrong answers: a count off by 2 in 4096 was accepted (rtol 1e-3)."""
+    from qklab.checks.attention import check_qk_counts
+
+    assert "too small" in _message(check_qk_counts, 2048, 4094, 1792)
+    assert "too large" in _message(check_qk_counts, 2050, 4096, 1792)
+    check_qk_counts(2048.0, np.int64(4096), torch.tensor(1792), quiet=True)

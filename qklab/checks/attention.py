@@ -237,6 +237,8 @@ def check_qk_counts(n_factors, n_entries, n_free, *, d: int = 64, d_h: int = 16,
         n_factors,
         want["factors"],
         name="numbers in W_Q and W_K together",
+        rtol=0,
+        atol=0.01,  # a count: exact
         mistakes={
             "the count of one factor only": (d * d_h, "W_Q and W_K are two d x d_h matrices."),
             "d^2 (the entries of the product)": (d * d, "count the factors here; the product comes next."),
@@ -248,6 +250,8 @@ def check_qk_counts(n_factors, n_entries, n_free, *, d: int = 64, d_h: int = 16,
         n_entries,
         want["entries"],
         name="entries of W_QK",
+        rtol=0,
+        atol=0.01,  # a count: exact
         mistakes={
             "the size of the small core W_K^T W_Q": (d_h * d_h, "W_QK = W_Q W_K^T is d x d."),
             "the count of the factors": (2 * d * d_h, "count the entries of the d x d product itself."),
@@ -259,6 +263,8 @@ def check_qk_counts(n_factors, n_entries, n_free, *, d: int = 64, d_h: int = 16,
         n_free,
         want["free"],
         name="free parameters of W_QK",
+        rtol=0,
+        atol=0.01,  # a count: exact
         mistakes={
             "the count of the factors, forgetting the redundancy": (
                 2 * d * d_h,
