@@ -91,12 +91,12 @@ browser: $(STAMP)
 exercises: $(STAMP)
 	$(PY) -m qklab.exercises build
 
-# Check a reader's answers: run one notebook top to bottom, failing on any error outside cells
-# that may raise. Example: make check-exercise NB=exercises/00_how_to_use.ipynb
+# Check a reader's answers (qklab/grading.py): run the notebook up to its last check cell, verify
+# every check cell against the chapter, print each exercise as passed / not solved yet / wrong.
+# Example: make check-exercise NB=exercises/00_how_to_use.ipynb   (ALL=1 runs every cell)
 check-exercise: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make check-exercise NB=exercises/NN_slug.ipynb"; exit 2; }
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:randomly -p no:cacheprovider \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg --check-exercises "$(NB)"
+	@$(PY) -m qklab.grading $(if $(ALL),--all) $(NB)
 
 # --- housekeeping -------------------------------------------------------------------------------
 strip: $(STAMP)

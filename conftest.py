@@ -8,6 +8,8 @@ matplotlib version to the next. We compare their text form only.
 
 from __future__ import annotations
 
+import pytest
+
 _SKIPPED_MIME_TYPES = (
     "text/html",
     "text/latex",
@@ -31,11 +33,10 @@ def pytest_collectstart(collector):
         collector.skip_compare = skip + tuple(m for m in _SKIPPED_MIME_TYPES if m not in skip)
 
 
-# Checking a reader's exercises: in a learner notebook the `solution` and `check` cells carry the
-# tag `raises-exception`, so that an unsolved notebook still runs under `make test`. With
-# `--check-exercises` those cells must run without error: an unsolved stub or a failing check
-# fails the test (this is what `make check-exercise NB=...` runs).
-_EXERCISE_TAGS = {"solution", "check"}
+# Checking a reader's exercises with pytest: `pytest --check-exercises exercises/07_localization.ipynb`
+# collects one test per exercise of each learner notebook given, graded by `qklab.grading` (the
+# same run as `make check-exercise`: up to the last check cell, check cells verified against the
+# chapter). A failure reads as the grader's line for that exercise, with no traceback.
 
 
 def pytest_addoption(parser):
@@ -43,19 +44,47 @@ def pytest_addoption(parser):
         "--check-exercises",
         action="store_true",
         default=False,
-        help="notebook cells tagged 'solution' or 'check' must not raise, even if tagged "
-        "'raises-exception' (checks a reader's answers in an exercises/ notebook)",
+        help="collect learner notebooks (exercises/*.ipynb) as one test per exercise, graded by "
+        "qklab.grading (what `make check-exercise NB=...` runs)",
     )
 
 
-def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--check-exercises"):
-        return
-    for item in items:
-        cell = getattr(item, "cell", None)
-        options = getattr(item, "options", None)
-        if cell is None or options is None:
-            continue
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if tags & _EXERCISE_TAGS:
-            options["check_exception"] = False
+def pytest_collect_file(parent, file_path):
+    if parent.config.getoption("--check-exercises") and file_path.suffix == ".ipynb":
+        return LearnerNotebook.from_parent(parent, path=file_path)
+    return None
+
+
+class ExerciseFailed(Exception):
+    """An exercise that did not pass; its message is the grader's line."""
+
+
+class LearnerNotebook(pytest.File):
+    def collect(self):
+        from qklab.grading import grade
+
+        report = grade(self.path)
+        for outcome in report.outcomes:
+            yield ExerciseItem.from_parent(self, name=outcome.exercise.name, outcome=outcome)
+        for problem in report.problems:
+            yield ExerciseItem.from_parent(self, name="other cells", outcome=problem)
+
+
+class ExerciseItem(pytest.Item):
+    def __init__(self, *, outcome, **kwargs):
+        super().__init__(**kwargs)
+        self.outcome = outcome
+
+    def runtest(self):
+        if isinstance(self.outcome, str):
+            raise ExerciseFailed(self.outcome)
+        if self.outcome.status != "passed":
+            raise ExerciseFailed(self.outcome.line())
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, ExerciseFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, self.name

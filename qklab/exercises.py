@@ -1,30 +1,45 @@
-"""Generate the learner notebooks (`exercises/`) from the chapters (`chapters/`).
+"""The exercises of a chapter, and the learner notebooks (`exercises/`) generated from them.
 
-Chapters are written once, with the solutions in place (CONTRIBUTING.md, "Exercises"). This module
-turns each `chapters/NN_slug.ipynb` into `exercises/NN_slug.ipynb`:
+Chapters are written once, with the solutions in place (CONTRIBUTING.md, "Exercises"). This
+module reads a chapter's exercises (`exercises_of`: number, title, solution and check cells, in
+the book's numbering "Exercise 7.1", "7.2", ...) and turns each `chapters/NN_slug.ipynb` into
+`exercises/NN_slug.ipynb`:
 
-- in a code cell tagged `solution`, every block between a `# BEGIN SOLUTION` line (optionally
-  `# BEGIN SOLUTION: hint text`) and the next `# END SOLUTION` line becomes one line
-  `raise NotImplementedError("Exercise <label>: <hint> — write your solution here")` at the
-  indentation of the `BEGIN` line; a `solution` cell without markers is replaced whole;
-- cells tagged `solution` or `check` get the tag `raises-exception` (Jupyter Book and nbval then
-  accept that they fail until the reader has solved the exercise);
-- markdown cells that only open or close a solution dropdown (`{solution-start}`,
-  `{solution-end}`) are dropped; every output and execution count is cleared;
+- every block between `# BEGIN SOLUTION` (optionally `# BEGIN SOLUTION: hint`) and
+  `# END SOLUTION` in a cell tagged `solution` becomes a neutral stub that names what to write,
+  never how (`stub_block`): inside a function, `raise NotImplementedError("Exercise 7.1: write
+  the body of my_sparsemax")`; at the top level, `name = ...  # your answer` for every name the
+  block binds (so the check cell runs and says "no answer yet" instead of a NameError), and a
+  stub function for every function it defines. A `solution` cell without markers becomes one
+  `raise NotImplementedError(...)` line;
+- the hint text never goes into the stub: the hints of an exercise go into a collapsed
+  "Hint" dropdown cell above its first solution cell, opened only by a learner who asks;
+- cells tagged `solution` or `check` get the tag `raises-exception` (an unsolved notebook still
+  runs end to end under nbval and Jupyter Book);
+- the markdown cells that only open or close a solution dropdown (`{solution-start}`,
+  `{solution-end}`) are dropped, and so is every output; the `{exercise}` directive becomes an
+  `{admonition}` titled "Exercise 7.1: <title>" (sphinx-exercise's directive is not one that
+  jupyterlab-myst renders; `{admonition}` with `:class: dropdown` is);
+- cross-references that only resolve inside the built book become text: `{numref}` and `{ref}`
+  to chapters and exercises ("chapter 3", "Exercise 7.1"), `{cite}` to "Bao et al. (2024)"
+  (from `references.bib`);
 - a note saying where the notebook comes from follows the title cell.
 
 The output is a pure function of the chapter (no times, no random ids), so `check` can compare
 bytes: `python -m qklab.exercises build` writes, `python -m qklab.exercises check` exits with
 status 1 and lists the stale files; `python -m qklab.exercises strip NB...` clears the outputs of
-chapters before they are committed (`make strip`). Not in here: the checks themselves (`qklab.checks`).
+chapters before they are committed (`make strip`). Checking a learner's answers is
+`qklab.grading` (`make check-exercise`); the checks themselves are `qklab.checks`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,6 +48,7 @@ SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
 RAISES_TAG = "raises-exception"
 NOTE_CELL_ID = "qklab-learner-note"
+HINT_SUFFIX = "-hint"
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION(?:\s*:\s*(?P<hint>.*?))?\s*$")
 _END = re.compile(r"^[ \t]*#\s*END SOLUTION\s*$")
@@ -43,12 +59,38 @@ _DROPDOWN_ONLY = re.compile(
     r"(?:[ \t]*:[\w-]+:[^\n]*\n)*"
     r"\s*(?P=fence)\s*\Z"
 )
-_EXERCISE_LABEL = re.compile(r"\{exercise(?:-start)?\}[\s\S]*?^[ \t]*:label:[ \t]*(\S+)", re.MULTILINE)
+# An exercise directive: its fence, the options (`:label: ex-x`) and the body up to the fence.
+_EXERCISE = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})\{exercise\}[^\n]*\n(?P<options>(?:[ \t]*:[\w-]+:[^\n]*\n)*)"
+    r"(?P<body>[\s\S]*?)^(?P=fence)[ \t]*$",
+    re.MULTILINE,
+)
+_LABEL = re.compile(r"^[ \t]*:label:[ \t]*(\S+)", re.MULTILINE)
 _SOLUTION_START = re.compile(r"\{solution-start\}[ \t]+(\S+)")
+_TITLE = re.compile(r"\*\*(?P<title>.+?)\*\*(?:\s*\((?P<difficulty>easy|medium|hard)\b)?", re.DOTALL)
+_CHAPTER_LABEL = re.compile(r"^\((?P<label>ch-[\w-]+)\)=[ \t]*$", re.MULTILINE)
+_ROLE = re.compile(r"\{(?P<role>numref|ref|cite|cite:p|cite:t)\}`(?P<text>[^`]*)`")
 
 
 class ExerciseMarkupError(ValueError):
     """A chapter's solution markers are malformed (unclosed, nested or stray)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise of a chapter: where its cells are and how the book numbers it."""
+
+    label: str  # the `:label:` of its directive, e.g. "ex-pattern"
+    number: str  # as the built book numbers it: "7.1"; "1" in an unnumbered chapter
+    title: str  # the bold text opening the statement, e.g. "Implement the attention pattern"
+    difficulty: str | None  # "easy", "medium", "hard" or None when the statement does not say
+    solution_ids: tuple[str, ...]  # ids of its cells tagged `solution`, in order
+    check_ids: tuple[str, ...]  # ids of its cells tagged `check`, in order
+
+    @property
+    def name(self) -> str:
+        """ "Exercise 7.1 Implement the attention pattern" """
+        return f"Exercise {self.number} {self.title}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -59,12 +101,12 @@ class StaleFile:
     reason: str  # "missing", "differs" or "no chapter"
 
 
-def _source(cell: Any) -> str:
+def source_of(cell: Any) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
 
 
-def _tags(cell: Any) -> list[str]:
+def tags_of(cell: Any) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
@@ -74,54 +116,262 @@ def _literal(text: str) -> str:
     return f'"{escaped}"'
 
 
-def stub_line(indent: str, who: str, hint: str | None) -> str:
-    """The line that replaces a solution block: `raise NotImplementedError(...)` at `indent`."""
-    parts = [f"Exercise {who}:"]
-    if hint:
-        parts.append(f"{hint} —")
-    parts.append("write your solution here")
-    return f"{indent}raise NotImplementedError({_literal(' '.join(parts))})"
+def chapter_number(chapter_name: str) -> int | None:
+    """The book's number of `NN_slug.ipynb`: NN, except chapter 0 ("How to use"), unnumbered."""
+    match = re.match(r"(\d+)_", chapter_name)
+    if not match or int(match.group(1)) == 0:
+        return None
+    return int(match.group(1))
 
 
-def stub_source(source: str, who: str, where: str = "") -> str:
-    """Replace every `# BEGIN SOLUTION` ... `# END SOLUTION` block of `source` by a stub line.
+# --- reading a chapter's exercises ---------------------------------------------------------------
+def exercises_of(chapter: Any, chapter_name: str) -> list[Exercise]:
+    """The exercises of a chapter notebook in order, numbered as the built book numbers them.
 
-    A source without markers is replaced whole by an unindented stub. `who` names the exercise
-    in the stub's message; `where` names the cell in error messages.
+    A `solution` or `check` cell belongs to the last `{exercise}` directive above it; one above
+    every directive makes an exercise of its own, named after its cell ("cell 4").
     """
-    lines = source.split("\n")
-    if not any(_BEGIN.match(line) or _END.match(line) for line in lines):
-        return stub_line("", who, None)
-    out: list[str] = []
-    open_at: int | None = None
-    for number, line in enumerate(lines, start=1):
+    prefix = chapter_number(chapter_name)
+    found: list[dict] = []
+    for index, cell in enumerate(chapter.cells):
+        src = source_of(cell)
+        if cell.get("cell_type") == "markdown":
+            for match in _EXERCISE.finditer(src):
+                label = _LABEL.search(match.group("options"))
+                title = _TITLE.search(match.group("body"))
+                found.append({
+                    "label": label.group(1) if label else f"cell {index + 1}",
+                    "title": " ".join(title.group("title").split()) if title else "",
+                    "difficulty": title.group("difficulty") if title else None,
+                    "solution": [], "check": [],
+                })
+            continue
+        tags = tags_of(cell)
+        for kind in (SOLUTION_TAG, CHECK_TAG):
+            if kind in tags:
+                if not found:
+                    found.append({"label": f"cell {index + 1}", "title": "", "difficulty": None,
+                                  "solution": [], "check": []})
+                found[-1][kind].append(cell.get("id") or f"cell-{index + 1}")
+    out = []
+    for k, item in enumerate(found, start=1):
+        out.append(Exercise(
+            label=item["label"],
+            number=f"{prefix}.{k}" if prefix is not None else str(k),
+            title=item["title"],
+            difficulty=item["difficulty"],
+            solution_ids=tuple(item["solution"]),
+            check_ids=tuple(item["check"]),
+        ))
+    return out
+
+
+def solution_blocks(source: str, where: str = "") -> list[tuple[int, int, str, str | None]]:
+    """The `(begin, end, indent, hint)` of each solution block: line indices of its markers."""
+    blocks = []
+    open_at: tuple[int, str, str | None] | None = None
+    for number, line in enumerate(source.split("\n")):
         begin = _BEGIN.match(line)
         if begin:
             if open_at is not None:
                 raise ExerciseMarkupError(
-                    f"{where}: '# BEGIN SOLUTION' on line {number} inside the block opened on "
-                    f"line {open_at}; close it with '# END SOLUTION' first"
+                    f"{where}: '# BEGIN SOLUTION' on line {number + 1} inside the block opened on "
+                    f"line {open_at[0] + 1}; close it with '# END SOLUTION' first"
                 )
-            open_at = number
-            out.append(stub_line(begin.group("indent"), who, begin.group("hint") or None))
+            open_at = (number, begin.group("indent"), begin.group("hint") or None)
         elif _END.match(line):
             if open_at is None:
                 raise ExerciseMarkupError(
-                    f"{where}: '# END SOLUTION' on line {number} without a '# BEGIN SOLUTION' before it"
+                    f"{where}: '# END SOLUTION' on line {number + 1} without a '# BEGIN SOLUTION' before it"
                 )
+            blocks.append((open_at[0], number, open_at[1], open_at[2]))
             open_at = None
-        elif open_at is None:
-            out.append(line)
     if open_at is not None:
         raise ExerciseMarkupError(
-            f"{where}: '# BEGIN SOLUTION' on line {open_at} is never closed with '# END SOLUTION'"
+            f"{where}: '# BEGIN SOLUTION' on line {open_at[0] + 1} is never closed with '# END SOLUTION'"
         )
+    return blocks
+
+
+def _bound_names(code: str) -> tuple[list[str], list[str], set[str]]:
+    """Names bound by the module-level statements of `code`: (values, functions, set to `...`)."""
+    values: list[str] = []
+    functions: list[str] = []
+    ellipsis: set[str] = set()
+
+    def targets(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Name):
+            return [node.id]
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return [n for elt in node.elts for n in targets(elt)]
+        return []
+
+    for stmt in ast.parse(code).body:
+        names: list[str] = []
+        if isinstance(stmt, ast.Assign):
+            names = [n for t in stmt.targets for n in targets(t)]
+            if isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis:
+                ellipsis.update(names)
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            names = targets(stmt.target)
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if stmt.name not in functions:
+                functions.append(stmt.name)
+        values += [n for n in names if n not in values]
+    return [n for n in values if n not in functions], functions, ellipsis
+
+
+def _enclosing_function(lines: list[str], begin: int, indent: str) -> str | None:
+    for line in reversed(lines[:begin]):
+        match = re.match(r"^([ \t]*)(?:async[ \t]+)?def[ \t]+(\w+)", line)
+        if match and len(match.group(1)) < len(indent):
+            return match.group(2)
+    return None
+
+
+def stub_block(lines: list[str], begin: int, end: int, indent: str, who: str) -> list[str]:
+    """The neutral lines that replace the solution block `lines[begin..end]` (markers included).
+
+    Inside a function: `raise NotImplementedError("<who>: write the body of f")`. At the top level:
+    `name = ...  # your answer` for each name the block binds (unless a line above the block
+    already sets it to `...`) and a stub for each function it defines; a block that binds nothing
+    becomes `raise NotImplementedError("<who>: write your solution here")`.
+    """
+    if indent:
+        func = _enclosing_function(lines, begin, indent)
+        what = f"write the body of {func}" if func else "write your solution here"
+        return [f"{indent}raise NotImplementedError({_literal(f'{who}: {what}')})"]
+    try:
+        values, functions, _ = _bound_names(textwrap.dedent("\n".join(lines[begin + 1:end])))
+        outside = [line for i, line in enumerate(lines[:begin]) if not _BEGIN.match(line)]
+        _, _, declared = _bound_names("\n".join(outside))
+    except SyntaxError:  # IPython syntax or a fragment: say what to do, name nothing
+        values, functions, declared = [], [], set()
+    out = [f"{name} = ...  # your answer" for name in values if name not in declared]
+    for name in functions:
+        out += [f"def {name}(*args, **kwargs):",
+                f"    raise NotImplementedError({_literal(f'{who}: write {name}')})"]
+    if not out and not (set(values) & declared):
+        out = [f"raise NotImplementedError({_literal(f'{who}: write your solution here')})"]
+    return out
+
+
+def stub_source(source: str, who: str, where: str = "") -> str:
+    """`source` with every solution block replaced by its neutral stub (`stub_block`).
+
+    A source without markers is replaced whole by an unindented `raise NotImplementedError`.
+    `who` names the exercise in the stub's message ("Exercise 7.1"); `where` names the cell in
+    error messages. Hints (`# BEGIN SOLUTION: hint`) are left out: see `solution_hints`.
+    """
+    blocks = solution_blocks(source, where)
+    if not blocks:
+        return f"raise NotImplementedError({_literal(f'{who}: write your solution here')})"
+    lines = source.split("\n")
+    out: list[str] = []
+    start = 0
+    for begin, end, indent, _hint in blocks:
+        out += lines[start:begin]
+        out += stub_block(lines, begin, end, indent, who)
+        start = end + 1
+    out += lines[start:]
     return "\n".join(out)
 
 
+def solution_hints(source: str, where: str = "") -> list[str]:
+    """The hint texts of the `# BEGIN SOLUTION: hint` lines of `source`, in order."""
+    return [hint for _, _, _, hint in solution_blocks(source, where) if hint]
+
+
+# --- markdown for JupyterLab (jupyterlab-myst) ----------------------------------------------------
+def _escape_markdown(text: str) -> str:
+    """Escape Markdown punctuation outside `code spans` so a code comment reads as written."""
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if p.startswith("`") else re.sub(r"([\\*_<>\[\]$#|~])", r"\\\1", p) for p in parts)
+
+
+def hint_cell_source(exercise: Exercise, hints: Sequence[str]) -> str:
+    body = "\n\n".join(_escape_markdown(h) for h in hints)
+    return f"```{{dropdown}} Hint for Exercise {exercise.number}\n{body}\n```"
+
+
+def _exercise_admonition(match: re.Match, exercise: Exercise | None) -> str:
+    fence = match.group("fence")
+    # The statement opens with its bold title, as in the book, whose box says "Exercise 7.1".
+    title = f"Exercise {exercise.number}" if exercise else "Exercise"
+    options = "".join(line + "\n" for line in match.group("options").splitlines()
+                      if not line.strip().startswith(":label:"))
+    return f"{fence}{{admonition}} {title}\n:class: exercise\n{options}{match.group('body')}{fence}"
+
+
+def _bib_names(bib_text: str) -> dict[str, str]:
+    """`{key: "Bao et al. (2024)"}` from a BibTeX file (first author's surname and the year)."""
+    out = {}
+    for entry in re.finditer(r"@\w+\{(?P<key>[^,\s]+),(?P<body>.*?)\n\}", bib_text, re.DOTALL):
+        author = re.search(r"author\s*=\s*\{(.*?)\}\s*,?\s*\n", entry.group("body"), re.DOTALL)
+        year = re.search(r"year\s*=\s*\{?(\d{4})", entry.group("body"))
+        if not author:
+            continue
+        people = [p.strip() for p in re.split(r"\s+and\s+", " ".join(author.group(1).split()))]
+        surname = lambda p: p.split(",")[0].strip() if "," in p else p.split()[-1]  # noqa: E731
+        names = surname(people[0]) + (" et al." if len(people) > 2 else
+                                      f" and {surname(people[1])}" if len(people) == 2 else "")
+        out[entry.group("key")] = f"{names} ({year.group(1)})" if year else names
+    return out
+
+
+@dataclass(frozen=True)
+class BookIndex:
+    """What a learner notebook needs to know of the rest of the book to write references as text."""
+
+    chapters: dict[str, str]  # chapter label -> "chapter 3" / "How to use this book"
+    exercises: dict[str, str]  # exercise label -> "Exercise 7.1"
+    citations: dict[str, str]  # BibTeX key -> "Bao et al. (2024)"
+
+
+def book_index(chapters_dir: Path) -> BookIndex:
+    """Read every chapter's label and exercises, and `references.bib` next to `chapters_dir`."""
+    import nbformat
+
+    chapters, exercises = {}, {}
+    for path in _chapters(chapters_dir):
+        nb = nbformat.read(str(path), as_version=4)
+        number = chapter_number(path.name)
+        for cell in nb.cells[:1]:
+            match = _CHAPTER_LABEL.search(source_of(cell))
+            title = re.search(r"^#\s+(.+)$", source_of(cell), re.MULTILINE)
+            if match:
+                chapters[match.group("label")] = (
+                    f"chapter {number}" if number is not None else (title.group(1).strip() if title else path.stem))
+        for exercise in exercises_of(nb, path.name):
+            exercises[exercise.label] = f"Exercise {exercise.number}"
+    bib = chapters_dir.parent / "references.bib"
+    citations = _bib_names(bib.read_text(encoding="utf-8")) if bib.is_file() else {}
+    return BookIndex(chapters, exercises, citations)
+
+
+def plain_references(text: str, index: BookIndex) -> str:
+    """Write `{numref}`, `{ref}` and `{cite}` roles as the text the built book shows."""
+
+    def replace(match: re.Match) -> str:
+        role, text_ = match.group("role"), match.group("text")
+        if role.startswith("cite"):
+            keys = [k.strip() for k in text_.split(",")]
+            return "; ".join(index.citations.get(k, k) for k in keys)
+        explicit = re.fullmatch(r"(?P<title>.*?)\s*<(?P<label>[^>]+)>", text_, re.DOTALL)
+        label = explicit.group("label") if explicit else text_.strip()
+        target = index.chapters.get(label) or index.exercises.get(label)
+        if explicit:
+            number = re.search(r"[\d.]+$", target or "")
+            return explicit.group("title").replace("%s", number.group(0) if number else "?")
+        return target or label
+
+    return _ROLE.sub(replace, text)
+
+
+# --- the learner notebook -------------------------------------------------------------------------
 def is_dropdown_only(cell: Any) -> bool:
     """True for a markdown cell holding only a `{solution-start}` or `{solution-end}` directive."""
-    return cell.get("cell_type") == "markdown" and bool(_DROPDOWN_ONLY.match(_source(cell)))
+    return cell.get("cell_type") == "markdown" and bool(_DROPDOWN_ONLY.match(source_of(cell)))
 
 
 def _note_cell(chapter_name: str) -> Any:
@@ -129,34 +379,56 @@ def _note_cell(chapter_name: str) -> Any:
 
     cell = nbformat.v4.new_markdown_cell(
         f"> **Learner notebook**, generated from `chapters/{chapter_name}` by `make exercises`: "
-        "edit the chapter, not this file. Replace each `raise NotImplementedError(...)` with your "
-        "code and run the check cell below it; `make check-exercise "
-        f"NB=exercises/{chapter_name}` checks the whole notebook."
+        "edit the chapter, not this file. Replace each `...` and each "
+        "`raise NotImplementedError(...)` with your code and run the check cell below it "
+        "(a *Hint* dropdown above an exercise opens a hint). "
+        f"`make check-exercise NB=exercises/{chapter_name}` checks the whole notebook "
+        "and lists each exercise as passed, not solved yet, or wrong."
     )
     cell.id = NOTE_CELL_ID
     return cell
 
 
-def learner_notebook(chapter: Any, chapter_name: str) -> Any:
-    """The learner version of a chapter notebook (a new object; `chapter` is not modified)."""
+def learner_notebook(chapter: Any, chapter_name: str, index: BookIndex | None = None) -> Any:
+    """The learner version of a chapter notebook (a new object; `chapter` is not modified).
+
+    `index` (from `book_index`) turns references to other chapters into text; without it they
+    are left as roles.
+    """
+    import nbformat
+
     nb = copy.deepcopy(chapter)
+    exercises = exercises_of(chapter, chapter_name)
+    by_cell = {cid: ex for ex in exercises for cid in (*ex.solution_ids, *ex.check_ids)}
+    by_label = {ex.label: ex for ex in exercises}
+
+    def admonition(match: re.Match) -> str:
+        label = _LABEL.search(match.group("options"))
+        return _exercise_admonition(match, by_label.get(label.group(1)) if label else None)
+
     cells = []
-    label: str | None = None
-    for index, cell in enumerate(nb.cells):
+    for number, cell in enumerate(nb.cells, start=1):
+        if is_dropdown_only(cell):
+            continue
+        tags = tags_of(cell)
         if cell.get("cell_type") == "markdown":
-            # The exercise a solution belongs to: the label its solution-start names, else the
-            # label of the last exercise directive above it.
-            found = _SOLUTION_START.search(_source(cell)) or _EXERCISE_LABEL.search(_source(cell))
-            if found:
-                label = found.group(1)
-            if is_dropdown_only(cell):
-                continue
-        tags = _tags(cell)
-        if cell.get("cell_type") == "code":
+            src = source_of(cell)
+            src = _EXERCISE.sub(admonition, src)
+            cell["source"] = plain_references(src, index) if index else src
+        elif cell.get("cell_type") == "code":
+            exercise = by_cell.get(cell.get("id"))
+            who = f"Exercise {exercise.number}" if exercise else f"cell {number}"
             if SOLUTION_TAG in tags:
-                who = label or f"cell {index + 1}"
-                where = f"{chapter_name}, cell {index + 1}"
-                cell["source"] = stub_source(_source(cell), who, where)
+                where = f"{chapter_name}, cell {number}"
+                hints = solution_hints(source_of(cell), where) if exercise else []
+                if hints and exercise and cell.get("id") == exercise.solution_ids[0]:
+                    all_hints = [h for sid in exercise.solution_ids
+                                 for c in chapter.cells if c.get("id") == sid
+                                 for h in solution_hints(source_of(c))]
+                    hint = nbformat.v4.new_markdown_cell(hint_cell_source(exercise, all_hints))
+                    hint.id = f"{cell.get('id')}{HINT_SUFFIX}"[:64]
+                    cells.append(hint)
+                cell["source"] = stub_source(source_of(cell), who, where)
             if (SOLUTION_TAG in tags or CHECK_TAG in tags) and RAISES_TAG not in tags:
                 tags.append(RAISES_TAG)
             cell["outputs"] = []
@@ -166,18 +438,20 @@ def learner_notebook(chapter: Any, chapter_name: str) -> Any:
         # Execution timings and similar are not part of a learner notebook.
         cell.get("metadata", {}).pop("execution", None)
         cells.append(cell)
-    note_at = 1 if cells and cells[0].get("cell_type") == "markdown" and _source(cells[0]).lstrip().startswith("#") else 0
+    note_at = 1 if cells and cells[0].get("cell_type") == "markdown" and "#" in source_of(cells[0]) else 0
     cells.insert(note_at, _note_cell(chapter_name))
     nb.cells = cells
     return nb
 
 
-def render(chapter_path: Path) -> str:
+def render(chapter_path: Path, index: BookIndex | None = None) -> str:
     """The exact text of the learner notebook for `chapter_path`."""
     import nbformat
 
     chapter = nbformat.read(str(chapter_path), as_version=4)
-    nb = learner_notebook(chapter, chapter_path.name)
+    if index is None:
+        index = book_index(chapter_path.parent)
+    nb = learner_notebook(chapter, chapter_path.name, index)
     nbformat.validate(nb)
     text = nbformat.writes(nb)
     return text if text.endswith("\n") else text + "\n"
@@ -193,12 +467,13 @@ def build(chapters_dir: Path, exercises_dir: Path) -> list[Path]:
     Returns the paths written or deleted.
     """
     exercises_dir.mkdir(parents=True, exist_ok=True)
+    index = book_index(chapters_dir)
     changed = []
     expected = set()
     for chapter in _chapters(chapters_dir):
         target = exercises_dir / chapter.name
         expected.add(target.name)
-        text = render(chapter)
+        text = render(chapter, index)
         if not target.exists() or target.read_bytes() != text.encode("utf-8"):
             target.write_bytes(text.encode("utf-8"))
             changed.append(target)
@@ -211,6 +486,7 @@ def build(chapters_dir: Path, exercises_dir: Path) -> list[Path]:
 
 def stale(chapters_dir: Path, exercises_dir: Path) -> list[StaleFile]:
     """Learner notebooks that `build` would write or delete."""
+    index = book_index(chapters_dir)
     out = []
     expected = set()
     for chapter in _chapters(chapters_dir):
@@ -218,7 +494,7 @@ def stale(chapters_dir: Path, exercises_dir: Path) -> list[StaleFile]:
         expected.add(target.name)
         if not target.exists():
             out.append(StaleFile(target, "missing"))
-        elif target.read_bytes() != render(chapter).encode("utf-8"):
+        elif target.read_bytes() != render(chapter, index).encode("utf-8"):
             out.append(StaleFile(target, "differs"))
     if exercises_dir.is_dir():
         for orphan in sorted(exercises_dir.glob("*.ipynb")):

@@ -1,0 +1,351 @@
+"""Check a learner's answers in a learner notebook: `make check-exercise NB=exercises/NN_slug.ipynb`.
+
+`grade(path)` runs a learner notebook (`exercises/NN_slug.ipynb`, made by `qklab.exercises` from
+`chapters/NN_slug.ipynb`) in a fresh kernel and reports each exercise by its number and title:
+passed, not solved yet (a stub or `...` is still there), wrong (with the check's message only,
+no traceback), or an error in the learner's code. `python -m qklab.grading NB` prints that summary
+and exits with 0 only when every exercise passed.
+
+It is tamper-proof against the easy ways of passing without solving: every exercise's check cell
+must be present and unchanged against the chapter (a deleted, commented-out or edited check cell
+fails, naming the exercise), and right before a check cell runs, the names it calls are imported
+again from the package as the chapter imports them (a learner cell that redefines the check
+function does not help). Someone who patches the package itself is not stopped.
+
+It is fast because it runs the cells only up to the last check cell. That is sound by the course's
+convention: cells after an exercise use the package's reference implementation, never the
+learner's function or value, so the rest of the chapter cannot depend on the learner's answer.
+`tests/test_exercises.py` verifies the convention on every chapter (`later_uses` is empty). What
+the learner's cells could still break is a name the chapter uses later (`T = 8` in an answer
+cell): that is reported as a warning naming the name; `--all` runs the whole notebook.
+
+Not in here: generating learner notebooks (`qklab.exercises`), the checks (`qklab.checks`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from qklab.exercises import (
+    CHECK_TAG,
+    SOLUTION_TAG,
+    Exercise,
+    book_index,
+    exercises_of,
+    learner_notebook,
+    solution_blocks,
+    source_of,
+    tags_of,
+)
+
+SKIP_TAGS = {"skip-execution", "nbval-skip"}  # live widget cells: never run headless
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_NOT_ANSWERED = re.compile(r"NotImplementedError|no answer yet|not answered", re.IGNORECASE)
+
+
+@dataclass
+class Outcome:
+    """What happened to one exercise."""
+
+    exercise: Exercise
+    status: str  # "passed", "not solved yet", "wrong", "error", "check cell missing", "check cell changed"
+    message: str = ""
+
+    def line(self) -> str:
+        head = f"{self.exercise.name}: {self.status}"
+        if not self.message:
+            return head
+        body = self.message.strip().replace("\n", "\n      ")
+        return f"{head}: {body}"
+
+
+@dataclass
+class Report:
+    """The outcome of every exercise of one learner notebook, and what else went wrong."""
+
+    notebook: Path
+    outcomes: list[Outcome]
+    problems: list[str] = field(default_factory=list)  # failed cells that are not exercises
+    warnings: list[str] = field(default_factory=list)
+    cells_run: int = 0
+    cells_total: int = 0
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(o.status == "passed" for o in self.outcomes)
+
+    def summary(self) -> str:
+        lines = [f"Checking {self.notebook}: ran {self.cells_run} of {self.cells_total} code cells "
+                 "(up to the last check; later cells do not use your answers)."]
+        lines += [f"  {o.line()}" for o in self.outcomes]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        n_ok = sum(o.status == "passed" for o in self.outcomes)
+        lines.append(f"{n_ok} of {len(self.outcomes)} exercises passed ({self.seconds:.1f} s).")
+        return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _code_names(source: str) -> tuple[set[str], set[str]]:
+    """(names bound at the top level, names loaded anywhere) of a code cell; empty if unparsable."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ImportError, ValueError):
+        return set(), set()
+    bound: set[str] = set()
+    for stmt in tree.body:
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                if not isinstance(node, ast.Lambda):
+                    bound.add(node.name)
+                if node is not stmt:
+                    break
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound.add(node.id)
+            elif isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return bound, loaded
+
+
+def solution_names(source: str) -> set[str]:
+    """Names the solution blocks of a cell define: what the learner writes and the chapter must
+    not use afterwards (the function whose body is a block, or the names a top-level block binds)."""
+    lines = source.split("\n")
+    names: set[str] = set()
+    for begin, end, indent, _ in solution_blocks(source):
+        if indent:
+            for line in reversed(lines[:begin]):
+                match = re.match(r"^([ \t]*)(?:async[ \t]+)?def[ \t]+(\w+)", line)
+                if match and len(match.group(1)) < len(indent):
+                    names.add(match.group(2))
+                    break
+        else:
+            names |= _code_names("\n".join(lines[begin + 1:end]))[0]
+    if not solution_blocks(source):
+        names |= _code_names(source)[0]
+    return names
+
+
+def later_uses(chapter: Any, chapter_name: str) -> list[str]:
+    """Cells of a chapter that use a name defined in an earlier exercise's solution block.
+
+    Empty for a chapter that keeps the convention; the check cells of the exercise itself may
+    use its names. A name bound again by a later cell (the chapter's own variable) stops counting.
+    """
+    exercises = exercises_of(chapter, chapter_name)
+    defined: dict[str, str] = {}  # name -> label of the exercise whose solution defines it
+    found = []
+    for number, cell in enumerate(chapter.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        src = source_of(cell)
+        if SOLUTION_TAG in tags_of(cell):
+            label = next((e.label for e in exercises if cell.get("id") in e.solution_ids), f"cell {number}")
+            defined.update({name: label for name in solution_names(src)})
+            continue
+        bound, loaded = _code_names(src)
+        own = next((e.label for e in exercises if cell.get("id") in e.check_ids), None)
+        # A cell that binds the name itself is taken to set it before using it.
+        for name in sorted((loaded - bound) & set(defined)):
+            if defined[name] != own:
+                found.append(f"{chapter_name}, cell {number} uses `{name}` from the solution of {defined[name]}")
+        for name in bound:
+            defined.pop(name, None)
+    return found
+
+
+def _match_check_cells(learner: Any, expected: Any, exercises: list[Exercise]):
+    """Map each check cell id of the chapter to its index in the learner notebook, and the outcomes
+    of exercises whose check cell is missing or changed."""
+    by_id = {cell.get("id"): i for i, cell in enumerate(learner.cells)}
+    expected_src = {cell.get("id"): source_of(cell) for cell in expected.cells}
+    where: dict[str, int] = {}
+    tampered: dict[str, Outcome] = {}
+    for ex in exercises:
+        for cid in ex.check_ids:
+            want = expected_src.get(cid, "").strip()
+            index = by_id.get(cid)
+            if index is None or learner.cells[index].get("cell_type") != "code":
+                # A cell copied or re-created in Jupyter gets a new id: accept the same source.
+                index = next((i for i, c in enumerate(learner.cells)
+                              if c.get("cell_type") == "code" and source_of(c).strip() == want), index)
+            if index is None:
+                tampered[ex.label] = Outcome(ex, "check cell missing", (
+                    "its check cell was deleted. Put back the cell\n"
+                    f"{want}\nunder your solution (or run `make exercises` for a fresh copy)."))
+            elif learner.cells[index].get("cell_type") != "code" or source_of(learner.cells[index]).strip() != want:
+                tampered[ex.label] = Outcome(ex, "check cell changed", (
+                    f"its check cell (cell {index + 1}) differs from the chapter's. It must read exactly\n{want}"))
+            else:
+                where[cid] = index
+    return where, tampered
+
+
+def _reimports(chapter: Any, upto: int, names: set[str]) -> str:
+    """The chapter's import statements above cell `upto` that bind any of `names`."""
+    out = []
+    for cell in chapter.cells[:upto]:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(source_of(cell))
+        except SyntaxError:
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                bound = {(a.asname or a.name).split(".")[0] for a in stmt.names}
+                if bound & names:
+                    out.append(ast.unparse(stmt))
+    return "\n".join(out)
+
+
+def _error_of(cell: Any) -> tuple[str, str] | None:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return output.get("ename", ""), _plain(output.get("evalue", ""))
+    return None
+
+
+def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False,
+          timeout: int = 600, kernel_name: str = "python3") -> Report:
+    """Run the learner notebook `path` and check each exercise (see the module docstring)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    start = time.perf_counter()
+    path = Path(path)
+    if chapters_dir is None:
+        beside = path.resolve().parent.parent / "chapters"
+        chapters_dir = beside if beside.is_dir() else Path("chapters")
+    chapters_dir = Path(chapters_dir)
+    chapter_path = chapters_dir / path.name
+    if not chapter_path.is_file():
+        raise FileNotFoundError(f"{path}: no chapter {chapter_path} to check it against "
+                                "(learner notebooks keep their chapter's file name)")
+    learner = nbformat.read(str(path), as_version=4)
+    chapter = nbformat.read(str(chapter_path), as_version=4)
+    exercises = exercises_of(chapter, chapter_path.name)
+    expected = learner_notebook(chapter, chapter_path.name, book_index(chapters_dir))
+    check_at, tampered = _match_check_cells(learner, expected, exercises)
+
+    code = [i for i, c in enumerate(learner.cells) if c.get("cell_type") == "code"]
+    last = max(check_at.values(), default=-1)
+    run = [i for i in code if (everything or i <= last) and not (SKIP_TAGS & set(tags_of(learner.cells[i])))]
+    chapter_index = {c.get("id"): i for i, c in enumerate(chapter.cells)}
+    report = Report(path, [], cells_run=len(run), cells_total=len(code))
+    report.warnings += _rebinding_warnings(learner, chapter, exercises, last if not everything else len(learner.cells))
+
+    client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+                            resources={"metadata": {"path": str(path.resolve().parent)}})
+    check_ids = {cid for ex in exercises for cid in ex.check_ids}
+    with client.setup_kernel():
+        for i in run:
+            cell = learner.cells[i]
+            if cell.get("id") in check_ids or i in check_at.values():
+                names = _code_names(source_of(cell))[1]
+                again = _reimports(chapter, chapter_index.get(cell.get("id"), len(chapter.cells)), names)
+                if again:
+                    client.execute_cell(nbformat.v4.new_code_cell(again), i)
+            client.execute_cell(cell, i)
+
+    failed_exercise_cells = set()
+    for ex in exercises:
+        if ex.label in tampered:
+            report.outcomes.append(tampered[ex.label])
+            continue
+        sol_errors = [(learner.cells[i], _error_of(learner.cells[i])) for i, c in enumerate(learner.cells)
+                      if c.get("id") in ex.solution_ids]
+        check_errors = [_error_of(learner.cells[check_at[cid]]) for cid in ex.check_ids]
+        failed_exercise_cells |= {id(c) for c, _ in sol_errors} | {id(learner.cells[check_at[c]]) for c in ex.check_ids}
+        report.outcomes.append(_outcome(ex, [e for _, e in sol_errors if e], [e for e in check_errors if e]))
+    for i in run:
+        cell = learner.cells[i]
+        error = _error_of(cell)
+        if error and id(cell) not in failed_exercise_cells:
+            report.problems.append(f"cell {i + 1} (not an exercise) failed: {error[0]}: {error[1]}")
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _outcome(ex: Exercise, solution_errors: list[tuple[str, str]], check_errors: list[tuple[str, str]]) -> Outcome:
+    if not check_errors:
+        return Outcome(ex, "passed")
+    ename, evalue = check_errors[0]
+    unsolved = any(e == "NotImplementedError" for e, _ in solution_errors)
+    if ename == "NotImplementedError" or _NOT_ANSWERED.search(evalue) or (unsolved and ename == "NameError"):
+        return Outcome(ex, "not solved yet")
+    if ename == "ExerciseCheckError" or ename.endswith("CheckError"):
+        return Outcome(ex, "wrong", evalue)
+    if solution_errors:
+        e, v = solution_errors[0]
+        return Outcome(ex, "error", f"your solution cell raised {e}: {v}")
+    return Outcome(ex, "error", f"the check raised {ename}: {evalue} (run the cell in Jupyter to see where)")
+
+
+def _rebinding_warnings(learner: Any, chapter: Any, exercises: list[Exercise], last: int) -> list[str]:
+    """Names that the learner's own cells bind and that chapter cells after `last` (not run) use."""
+    chapter_ids = {c.get("id") for c in chapter.cells}
+    solution_ids = {cid for ex in exercises for cid in ex.solution_ids}
+    by_id = {c.get("id"): c for c in chapter.cells}
+    later: set[str] = set()
+    for cell in learner.cells[last + 1:]:
+        if cell.get("cell_type") == "code" and cell.get("id") in chapter_ids:
+            later |= _code_names(source_of(cell))[1]
+    out = []
+    for i, cell in enumerate(learner.cells[: last + 1]):
+        if cell.get("cell_type") != "code":
+            continue
+        cid = cell.get("id")
+        if cid in chapter_ids and cid not in solution_ids:
+            continue  # the chapter's own cell
+        allowed = _code_names(source_of(by_id[cid]))[0] if cid in by_id else set()
+        for name in sorted((_code_names(source_of(cell))[0] - allowed) & later):
+            out.append(f"cell {i + 1} sets `{name}`, which later cells of the chapter use; they were not "
+                       "run. If your value differs from the chapter's, rename your variable "
+                       "(or check with --all).")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m qklab.grading",
+        description="Check the exercises of a learner notebook (exercises/NN_slug.ipynb).",
+    )
+    parser.add_argument("notebooks", nargs="+", type=Path, help="learner notebooks to check")
+    parser.add_argument("--chapters", type=Path, default=None,
+                        help="folder of the chapters (default: ../chapters next to the notebook)")
+    parser.add_argument("--all", action="store_true", dest="everything",
+                        help="run every cell, not only up to the last check cell")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    args = parser.parse_args(argv)
+    ok = True
+    for path in args.notebooks:
+        if not path.is_file():
+            print(f"error: {path} does not exist (learner notebooks are in exercises/)", file=sys.stderr)
+            return 2
+        try:
+            report = grade(path, args.chapters, everything=args.everything, timeout=args.timeout)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(report.summary())
+        ok = ok and report.passed
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
