@@ -10,7 +10,7 @@ What is here:
   form                          penalty per head (`W = W_Q W_K^T`, `m = tr(W)/n`)
   ===========================  ============================================================
   ``"variance"`` (default)      `||W||_F^2/n - m^2`  (= `||W - m I||_F^2 / d` for `n = d`)
-  ``"scale"``                   `||W||_F^2/n + mean_weight * (m - c)^2`, `c` the mean to hold
+  ``"scale"``                   `||W||_F^2/n + mean_weight * (m - m_0)^2`, `m_0` the mean to hold
   ``"symmetric"``               `||W_sym||_F^2/n - m^2`, `W_sym = (W + W^T)/2`
   ``"unsafe_trace_variance"``   `tr(W^2)/n - m^2`  -- UNBOUNDED BELOW, for the failure demo only
   ===========================  ============================================================
@@ -79,9 +79,11 @@ def locater_per_head(
         qk: the heads' query-key matrices.
         form: "variance" (default), "scale", "symmetric" or "unsafe_trace_variance".
         over: normaliser `n`: "d" (all eigenvalues, zeros included) or "d_h" (the core).
-        target_mean: for "scale", the eigenvalue mean `c` to hold (broadcast to the heads).
+        target_mean: for "scale", the eigenvalue mean `m_0` to hold (broadcast to the heads).
             Required for that form: the training loop uses each head's mean at initialisation.
-        mean_weight: for "scale", the weight `mu` of `(m - c)^2`.
+        mean_weight: for "scale", the weight `mu` of `(m - m_0)^2`. The penalty alone is minimised
+            over `W = cI` at `c = mu m_0 / (1 + mu)`, so a large `mu` holds the mean closer to `m_0`
+            (chapter 10 uses `mu = 10`).
     """
     _check_form(form)
     n = qk.d if over == "d" else qk.d_h if over == "d_h" else None
@@ -109,7 +111,7 @@ def locater_penalty(
 ) -> Tensor:
     """LocAteR penalty of a model, summed over layers and heads (multiply by the strength yourself).
 
-    `loss_total = loss + strength * locater_penalty(model, form, over)`. `target_mean` (form
+    `loss_total = loss + rho * locater_penalty(model, form, over)`, `rho` the strength. `target_mean` (form
     "scale") is `(n_layers, n_heads)`; `qklab.train` takes it from the model at initialisation.
     """
     _check_form(form)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from qklab.device import pick_device
 from qklab.model import ModelConfig, Transformer
 from qklab.train import TrainConfig, initial_target_mean, penalty, train
 
@@ -57,7 +58,9 @@ FN = "qklab.reproduce:locater_point"
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """One size of the sweep. `rho` is the variance-form grid, `rho_scale` the scale-form grid."""
+    """One size of the sweep: model, training, the regimes (learning rates), the strength grids
+    (`rho`: variance form; `rho_scale`: scale-with-mean-held form from a mimetic initialisation,
+    run in the regimes named in `mimetic_regimes`), weight decays and seeds."""
 
     model: dict
     steps: int
@@ -69,21 +72,33 @@ class Scale:
     seeds: tuple[int, ...]
     log_every: int
     eval_batches: int = 4
+    schedule: str = "cosine"
+    mean_weight: float = 10.0
+    mimetic_regimes: tuple[str, ...] = ("normal",)
+    rho_high: tuple[float, ...] | None = None  # variance-form grid of the other regimes (None: `rho`)
+    weight_decays_high: tuple[float, ...] | None = None  # weight decays of the other regimes (None: the same)
 
 
+# Strengths: the variance form's gradient at initialisation equals the loss gradient's at rho* ~ 2.5
+# and the scale form's (mimetic start) at ~ 0.26 (chapter 10 recomputes both); the grids span four
+# decades around the first and one around the second.
 SCALES: dict[str, Scale] = {
     # unit tests: a few steps of a very small model
     "tiny": Scale(model=ModelConfig.paper_locater(d_model=16, d_mlp=16, seq_len=16).to_dict(), steps=6,
-                  batch_size=4, lrs={"normal": 3e-3}, rho=(1e-2, 1.0), rho_scale=(1e-2,),
+                  batch_size=4, lrs={"normal": 3e-3}, rho=(1e-2, 1.0), rho_scale=(1e-1,),
                   weight_decays=(0.1,), seeds=(0, 1), log_every=3, eval_batches=1),
-    # the committed CPU sweep of chapter 10 (sized to 2 CPU cores in about 45 minutes)
-    "book": Scale(model=ModelConfig.paper_locater(seq_len=64).to_dict(), steps=1000, batch_size=16,
-                  lrs={"normal": 3e-3, "too high": 3e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-                  rho_scale=(1e-3, 1e-2), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=100),
-    # the paper's size: seq 512 as fairseq's language-model example; hours on a CPU
+    # the committed CPU sweep of chapter 10 (results/locater-book.jsonl)
+    # sized by measurement: 100 points of about 20 s each on an idle core, but the machine it ran on
+    # was shared (load 10-13 on 2 cores), about 60-75 s each there; cuts: see chapter 10
+    "book": Scale(model=ModelConfig.paper_locater(seq_len=64).to_dict(), steps=300, batch_size=16,
+                  lrs={"normal": 3e-3, "too high": 1e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+                  rho_scale=(1.0,), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=50,
+                  rho_high=(1e-4, 1e-2, 1.0, 100.0), weight_decays_high=(1.0,)),
+    # the paper's size: context 512 as fairseq's language-model example; GPU hours
     "paper": Scale(model=ModelConfig.paper_locater(seq_len=512).to_dict(), steps=20000, batch_size=16,
-                   lrs={"normal": 3e-3, "too high": 3e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-                   rho_scale=(1e-3, 1e-2), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=1000),
+                   lrs={"normal": 3e-3, "too high": 1e-2}, rho=(1e-2, 1e-1, 1.0, 10.0, 100.0),
+                   rho_scale=(1e-1, 1.0), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=1000,
+                   mimetic_regimes=("normal", "too high")),
 }
 
 
@@ -155,9 +170,11 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     data, note = _data_spec(scale, wikitext_dir, download)
     rho = tuple(strengths) if strengths is not None else sc.rho
+    rho_high = tuple(strengths) if strengths is not None else (sc.rho_high or sc.rho)
     steps = steps or sc.steps
     base = TrainConfig(steps=steps, batch_size=sc.batch_size, log_every=min(sc.log_every, steps),
-                       eval_batches=sc.eval_batches, device=device, progress=False, on_divergence="stop").to_dict()
+                       eval_batches=sc.eval_batches, schedule=sc.schedule, device=device, progress=False,
+                       on_divergence="stop").to_dict()
     mimetic = {**sc.model, "init": "mimetic"}
     points = []
 
@@ -166,19 +183,22 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
         points.append({"fn": FN, "args": {"model": model, "train": tr, "data": data},
                        "tags": {"scale": scale, "regime": regime, "arm": arm, "rho": rho_, "lr": lr, "seed": seed}})
 
-    for regime, lr in sc.lrs.items():
-        for seed in (seeds or sc.seeds):
+    # seed-major order: a sweep stopped early leaves whole seeds (every arm, both regimes)
+    for seed in (seeds or sc.seeds):
+        for regime, lr in sc.lrs.items():
             add(sc.model, "plain", regime, lr, seed)
-            for r in rho:
+            first = regime == next(iter(sc.lrs))
+            for r in (rho if first else rho_high):
                 add(sc.model, "LocAteR variance", regime, lr, seed, r, regularizer="locater",
                     locater_form="variance", reg_strength=r)
-            for wd in sc.weight_decays:
+            for wd in (sc.weight_decays if first else (sc.weight_decays_high or sc.weight_decays)):
                 add(sc.model, "weight decay", regime, lr, seed, wd, weight_decay=wd)
             add({**sc.model, "sigma_reparam": True}, "sigma-Reparam", regime, lr, seed)
-            add(mimetic, "mimetic plain", regime, lr, seed)
-            for r in sc.rho_scale:
-                add(mimetic, "mimetic + LocAteR scale", regime, lr, seed, r, regularizer="locater",
-                    locater_form="scale", reg_strength=r)
+            if regime in sc.mimetic_regimes:
+                add(mimetic, "mimetic plain", regime, lr, seed)
+                for r in sc.rho_scale:
+                    add(mimetic, "mimetic + LocAteR scale", regime, lr, seed, r, regularizer="locater",
+                        locater_form="scale", reg_strength=r, locater_mean_weight=sc.mean_weight)
     return points, note
 
 
@@ -252,6 +272,7 @@ def locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 3
     hist = train_fn(mcfg, tcfg, ds)
     train_s = time.perf_counter() - t0
     out: dict[str, Any] = {"status": hist.status, "train_s": train_s, "threads": torch.get_num_threads(),
+                           "device": str(pick_device(tcfg.device)), "env": hist.env,
                            "vocab_size": ds.vocab_size, "data": ds.describe(),
                            "curve": {k: hist[k] for k in ("step", "val_loss", "entropy", "train_loss")}}
     if hist.status != "completed":

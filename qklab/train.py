@@ -86,7 +86,7 @@ class TrainConfig:
         grad_clip: clip the global gradient norm at this value; None (default) does not clip,
             so that instabilities show rather than being hidden.
         regularizer: "none" (default), "locater" or "qk_l2" (`||W_Q||^2 + ||W_K||^2`).
-        reg_strength: the penalty's weight `lambda` (`loss + lambda * penalty`). Default 0.0.
+        reg_strength: the penalty's strength `rho` (`loss + rho * penalty`). Default 0.0.
         locater_form: LocAteR form (`qklab.regularizers.LOCATER_FORMS`), default "variance".
         locater_over: normaliser `n` of the spectrum statistics, "d" (default) or "d_h"; used for
             the penalty and for the logged statistics.

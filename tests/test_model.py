@@ -120,3 +120,79 @@ def test_vocab_none_and_long_sequence_errors():
         model(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(TypeError, match="integer"):
         model(torch.zeros(1, 4))
+
+
+# --- fairseq options and the paper preset (chapter 10) ------------------------------------------
+
+def test_default_init_draws_as_before():
+    """Defaults keep the GPT-2 init: the token embedding is the generator's first N(0, 0.02^2) draw."""
+    cfg = tiny(n_layers=1)
+    model = Transformer(cfg, seed=3)
+    g = torch.Generator().manual_seed(3)
+    expected = torch.empty(11, 16).normal_(0.0, 0.02, generator=g)
+    assert torch.equal(model.tok_emb.detach(), expected)
+    assert cfg.weights == "gpt2" and not cfg.embed_scale and cfg.activation == "gelu"
+
+
+def test_paper_preset_fields():
+    cfg = ModelConfig.paper_locater(vocab_size=50)
+    assert (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.mlp_dim, cfg.norm) == (128, 1, 1, 128, "post")
+    assert cfg.embed_scale and cfg.weights == "fairseq" and cfg.activation == "relu"
+    assert cfg.dropout == 0.1 and cfg.attn_dropout == 0.0 and cfg.positional == "sinusoidal_fairseq"
+    assert ModelConfig(dropout=0.2).attn_dropout == 0.2  # None: follows dropout, as before
+
+
+def test_fairseq_init_statistics():
+    d = 128
+    model = Transformer(ModelConfig.paper_locater(vocab_size=500), seed=0)
+    emb = model.tok_emb.detach()
+    assert abs(emb.std().item() - d**-0.5) < 0.05 * d**-0.5  # N(0, 1/d)
+    a = model.blocks[0].attn
+    bound_qkv = (1 / math.sqrt(2)) * math.sqrt(6 / (2 * d))  # Xavier-uniform, gain 1/sqrt(2)
+    for W in a.W_qkv.detach().split(d, dim=0):
+        assert W.abs().max() <= bound_qkv
+        assert abs(W.var().item() - bound_qkv**2 / 3) < 0.05 * bound_qkv**2 / 3  # var of U(-b, b) is b^2/3
+    assert a.W_out.abs().max() <= math.sqrt(6 / (2 * d))
+    mlp = model.blocks[0].mlp
+    assert mlp.W_in.abs().max() <= 1 / math.sqrt(d) and mlp.b_in.abs().max() <= 1 / math.sqrt(d)
+    assert mlp.b_in.abs().max() > 0  # nn.Linear's default bias is random, not zero
+
+
+def test_embed_scale_and_fairseq_positions():
+    cfg = ModelConfig.paper_locater(vocab_size=20, d_model=8, d_mlp=8, seq_len=5, dropout=0.0)
+    model = Transformer(cfg, seed=0)
+    idx = torch.tensor([[3, 1, 4, 1, 5]])
+    x = model._embed(idx)[0]
+    # fairseq: [sin(p w) | cos(p w)], w_i = 10000^(-i / (d/2 - 1)), positions p = 2, 3, ...
+    pe = torch.zeros(5, 8)
+    for t in range(5):
+        for i in range(4):
+            w = 10000 ** (-i / 3)
+            pe[t, i], pe[t, 4 + i] = math.sin((t + 2) * w), math.cos((t + 2) * w)
+    assert torch.allclose(x, math.sqrt(8) * model.tok_emb.detach()[idx[0]] + pe, atol=1e-5)
+
+
+def test_relu_activation():
+    model = Transformer(tiny(activation="relu", n_layers=1), seed=0).double()
+    mlp = model.blocks[0].mlp
+    x = torch.randn(2, 3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    manual = torch.clamp(x @ mlp.W_in.T + mlp.b_in, min=0) @ mlp.W_out.T + mlp.b_out
+    assert torch.allclose(mlp(x), manual)
+
+
+@pytest.mark.parametrize("kw", [dict(weights="xavier"), dict(activation="tanh"), dict(attention_dropout=1.0),
+                                dict(positional="rotary")])
+def test_bad_fairseq_options(kw):
+    with pytest.raises(ValueError, match=list(kw)[0] if list(kw)[0] != "positional" else "positional"):
+        tiny(**kw)
+
+
+def test_paper_preset_fast_equals_exact_and_mimetic_on_top():
+    cfg = ModelConfig.paper_locater(vocab_size=30, d_model=16, d_mlp=16, seq_len=8, dropout=0.0, init="mimetic")
+    model = Transformer(cfg, seed=1).double().eval()
+    idx = torch.randint(0, 30, (2, 8), generator=torch.Generator().manual_seed(1))
+    fast = model(idx)
+    exact, _ = model.run_with_attention(idx)
+    assert torch.allclose(fast, exact, atol=1e-10)
+    rep = mimetic_report(model)[0]
+    assert rep["relative_error"] < 1e-5 and abs(rep["realised_mean"] - 0.7) < 0.3
