@@ -154,7 +154,7 @@ def predicted_snr(mean: float, std: float, d: int, T: int, tokens: TokenModel = 
 def predicted_snr_general(W: Tensor | QK, T: int) -> Tensor:
     """SNR of the logits `z_tau = x_tau^T W x_T / sqrt(d)` for random-walk tokens and ANY square `W`.
 
-    Chapter 7 (`chapters/07_localization`, the hard exercise): with `x_T = x_tau + xi`,
+    Chapter 7 (`chapters/07_localization`, the hard exercise): with `x_T = x_tau + u` (`u` the steps after the key),
     `E sqrt(d) z_tau = tau tr W` and `Var sqrt(d) z_tau = tau^2 (tr(W^2) + ||W||_F^2) +
     tau (T - tau) ||W||_F^2`, since `Var(g^T W g) = tr(W^2) + tr(W W^T)` for `g ~ N(0, I)`.
     Returns `(T,)` float64 for `tau = 1..T`. For symmetric `W` it equals `predicted_snr`.

@@ -46,7 +46,7 @@ def _no_cross_term(W: Tensor, T: int) -> Tensor:
 GENERAL_SNR_MISTAKES = [
     Mistake("the symmetric formula (or tr(W^2) in both variance terms) applied to a non-symmetric W", _symmetric_formula,
             "the derivation of the chapter merged two different traces using W = W^T; keep them apart. "
-            "The cross term x_tau^T W xi has a variance that cannot be negative: which trace is that?"),
+            "The cross term x_tau^T W u has a variance that cannot be negative: which trace is that?"),
     Mistake("||W||_F^2 in both variance terms (Var(x^T W x) taken as 2 tau^2 ||W||_F^2)", _frobenius_everywhere,
             "the variance of the quadratic form x^T W x is not the same trace as the cross term's: only the "
             "symmetric part of W enters x^T W x."),
@@ -77,7 +77,7 @@ def check_general_snr(fn: Callable[[Tensor, int], Tensor]) -> None:
         _cases(),
         name="snr_general",
         mistakes=GENERAL_SNR_MISTAKES,
-        hint="derive the mean and the variance of x_tau^T W x_T with x_T = x_tau + xi, without using W = W^T.",
+        hint="derive the mean and the variance of x_tau^T W x_T with x_T = x_tau + u (u the steps after the key), without using W = W^T.",
         atol=1e-9,
         rtol=1e-7,
     )
