@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from qklab.checks.core import Case, Mistake, check_function, gaussian
+from qklab.checks.core import Case, Mistake, check_function, exercise, gaussian
 from qklab.theory import predicted_snr_general
 
 __all__ = ["check_general_snr", "GENERAL_SNR_MISTAKES"]
@@ -69,6 +69,14 @@ def _cases() -> list[Case]:
     ]
 
 
+GENERAL_SNR_RECIPE = (
+    "E sqrt(d) z_tau = tau tr W. With x_T = x_tau + u, Var(x_tau^T W x_tau) = tau^2 (tr(W^2) + ||W||_F^2) "
+    "(only the symmetric part of W enters a quadratic form) and Var(x_tau^T W u) = tau (T - tau) ||W||_F^2; "
+    "the two terms are uncorrelated. SNR = tau tr W / sqrt(sum of the two)."
+)
+
+
+@exercise("ex-general-snr", hint=GENERAL_SNR_RECIPE)
 def check_general_snr(fn: Callable[[Tensor, int], Tensor]) -> None:
     """Chapter 7, ex-general-snr: `fn(W, T)` returns `SNR(tau)` for `tau = 1..T`, shape `(T,)`."""
     check_function(
@@ -77,7 +85,8 @@ def check_general_snr(fn: Callable[[Tensor, int], Tensor]) -> None:
         _cases(),
         name="snr_general",
         mistakes=GENERAL_SNR_MISTAKES,
-        hint="derive the mean and the variance of x_tau^T W x_T with x_T = x_tau + u (u the steps after the key), without using W = W^T.",
+        hint="derive the mean and the variance of x_tau^T W x_T with x_T = x_tau + u (u the steps after the key), "
+        "without using W = W^T.",
         atol=1e-9,
         rtol=1e-7,
     )
