@@ -40,3 +40,20 @@ def test_stub_and_wrong_shape():
         check_general_snr(stub)
     with pytest.raises(ExerciseCheckError):
         check_general_snr(lambda W, T: torch.zeros(T + 1, dtype=torch.float64))
+
+
+def test_messages_never_hold_the_reference_values():
+    from qklab.checks.core import reset_attempts
+
+    reset_attempts()
+    for mistake in GENERAL_SNR_MISTAKES:
+        for attempt in range(2):  # the second failure adds the hint
+            with pytest.raises(ExerciseCheckError) as err:
+                check_general_snr(mistake.fn)
+            expected = err.value.expected
+            assert expected is not None
+            message = str(err.value)
+            for v in expected.reshape(-1).tolist():
+                for form in {f"{v:.3f}", f"{v:.4f}", f"{v:.4g}", f"{v:.6g}"}:
+                    if len(form.lstrip("-").replace(".", "").lstrip("0")) >= 3:
+                        assert form not in message, (form, message)
