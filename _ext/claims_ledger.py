@@ -1,4 +1,4 @@
-"""Sphinx extension: the claims-ledger table, rendered from what the chapters measured.
+"""Sphinx extension: the claims ledger (appendix/3_claims_ledger.md), rendered from what the chapters measured.
 
 Chapters record claims with `qklab.ledger.claim(...)` while they execute (Sphinx's read phase),
 which writes `_build/claims/<chapter>.json`. The directive
@@ -7,8 +7,19 @@ which writes `_build/claims/<chapter>.json`. The directive
     ```
 
 leaves a placeholder; after every document has been read (so every chapter has executed), the
-`doctree-resolved` event replaces it with a table. The page holding the directive is marked
-outdated on every build, so the table always shows the latest measurements.
+`doctree-resolved` event replaces it with one part of the ledger, named by the directive's
+argument (the page puts its own headings between them):
+
+- `summary`: how many claims, how many predictions and quoted numbers, how many of each hold;
+- `failed`: every claim that did not hold (chapter, statement, measured, expected), so that the
+  failed predictions are seen first;
+- `table`: all claims, one row each, in four columns that fit the text column (claim with its
+  kind and source; chapter as "3. Rank collapse", linked; measured and expected; verdict). Rows
+  that do not hold carry the class `qklab-claim-fails` (marked in `_static/qklab.css`); long
+  numbers wrap instead of being clipped.
+
+The page holding the directive is marked outdated on every build, so it always shows the latest
+measurements. Not in here: what a claim is (`qklab.ledger`), the page's explanatory text.
 """
 
 from __future__ import annotations
@@ -19,66 +30,165 @@ from typing import Any
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
-from qklab.ledger import load_claims
+from qklab.ledger import Claim, load_claims
+
+KIND_LABEL = {"prediction": "Prediction", "quoted": "Quoted number"}
+
+
+PARTS = ("summary", "failed", "table")
 
 
 class claims_ledger_placeholder(nodes.General, nodes.Element):
-    """Replaced by the table in `doctree-resolved`."""
+    """Replaced by one part of the ledger (`part` attribute) in `doctree-resolved`."""
 
 
 class ClaimsLedgerDirective(SphinxDirective):
     has_content = False
+    required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
+        part = self.arguments[0].strip()
+        if part not in PARTS:
+            raise self.error(f"claims-ledger: the argument must be one of {PARTS}, got {part!r}")
         docs = getattr(self.env, "claims_ledger_docs", set())
         docs.add(self.env.docname)
         self.env.claims_ledger_docs = docs
-        return [claims_ledger_placeholder()]
+        return [claims_ledger_placeholder(part=part)]
 
 
-def _cell(content: nodes.Node | str) -> nodes.entry:
+def _paragraph(*parts: nodes.Node | str, classes: list[str] | None = None) -> nodes.paragraph:
+    para = nodes.paragraph(classes=classes or [])
+    for part in parts:
+        para += part if isinstance(part, nodes.Node) else nodes.Text(part)
+    return para
+
+
+def _cell(*paragraphs: nodes.Node) -> nodes.entry:
     entry = nodes.entry()
-    entry += content if isinstance(content, nodes.Node) else nodes.paragraph(text=content)
+    for para in paragraphs:
+        entry += para
     return entry
 
 
-def _table(app: Any, fromdocname: str) -> nodes.Node:
-    folder = Path(app.srcdir) / "_build" / "claims"
-    claims = load_claims(folder) if folder.is_dir() else []
-    if not claims:
-        return nodes.paragraph(text="No claims were recorded in this build.")
-    headers = ["Claim", "Source", "Chapter", "Measured", "Expected", "Verdict"]
-    table, group = nodes.table(classes=["claims-ledger"]), nodes.tgroup(cols=len(headers))
+def chapter_title(app: Any, docname: str) -> str:
+    """'3. Rank collapse': the chapter's number in the table of contents (if any) and its title."""
+    title = app.env.titles[docname].astext() if docname in app.env.titles else docname
+    number = app.env.toc_secnumbers.get(docname, {}).get("")
+    return f"{'.'.join(map(str, number))}. {title}" if number else title
+
+
+def _chapter_link(app: Any, fromdocname: str, chapter: str) -> nodes.paragraph:
+    target = f"chapters/{chapter}"
+    if target not in app.env.found_docs:
+        return _paragraph(chapter)
+    uri = app.builder.get_relative_uri(fromdocname, target)
+    return _paragraph(nodes.reference("", chapter_title(app, target), refuri=uri, internal=True))
+
+
+def _verdict(c: Claim) -> nodes.paragraph:
+    if c.holds:
+        return _paragraph(nodes.strong(text="✔ holds"), classes=["qklab-verdict-holds"])
+    return _paragraph(nodes.strong(text="✘ does not hold"), classes=["qklab-verdict-fails"])
+
+
+def _summary(claims: list[Claim]) -> nodes.paragraph:
+    def count(kind: str) -> tuple[int, int]:
+        rows = [c for c in claims if c.kind == kind]
+        return len(rows), sum(not c.holds for c in rows)
+
+    n_pred, failed_pred = count("prediction")
+    n_quoted, failed_quoted = count("quoted")
+    quoted = (
+        "all within their bands" if not failed_quoted
+        else f"{failed_quoted} outside its band (the build should have stopped there)"
+    )
+    return _paragraph(
+        nodes.strong(text=f"{len(claims)} claims"),
+        f" recorded in this build: {n_pred} predictions, of which {n_pred - failed_pred} hold and ",
+        nodes.strong(text=f"{failed_pred} do not"),
+        f"; {n_quoted} quoted numbers, {quoted}.",
+        classes=["qklab-ledger-summary"],
+    )
+
+
+def _failed(app: Any, fromdocname: str, claims: list[Claim]) -> list[nodes.Node]:
+    failed = [c for c in claims if not c.holds]
+    if not failed:
+        return [_paragraph("Every prediction held in this build.")]
+    # Predictions first; a quoted number out of its band stops the build, unless it was built
+    # with --keep-going, and is then listed too.
+    failed.sort(key=lambda c: (c.kind != "prediction", c.chapter, c.id))
+    items = nodes.bullet_list(classes=["qklab-failed-claims"])
+    for c in failed:
+        link = _chapter_link(app, fromdocname, c.chapter)
+        item = nodes.list_item()
+        item += _paragraph(
+            *link.children,
+            ": ",
+            c.statement,
+            " ",
+            nodes.emphasis(text=f"({KIND_LABEL.get(c.kind, c.kind)}, {c.source})"),
+            " Measured ",
+            nodes.literal(text=c.measured),
+            f", expected {c.expected}.",
+        )
+        items += item
+    return [items]
+
+
+def _table(app: Any, fromdocname: str, claims: list[Claim]) -> nodes.table:
+    headers = ["Claim", "Chapter", "Measured (expected)", "Verdict"]
+    table = nodes.table(classes=["claims-ledger"])
+    group = nodes.tgroup(cols=len(headers))
     table += group
-    for width in (40, 12, 14, 10, 14, 10):
+    for width in (52, 18, 18, 12):
         group += nodes.colspec(colwidth=width)
     head, row = nodes.thead(), nodes.row()
     for title in headers:
-        row += _cell(title)
+        row += _cell(_paragraph(title))
     head += row
     group += head
     body = nodes.tbody()
     for c in claims:
-        link = nodes.paragraph()
-        target = f"chapters/{c.chapter}"
-        if target in app.env.found_docs:
-            uri = app.builder.get_relative_uri(fromdocname, target)
-            link += nodes.reference(text=c.chapter, refuri=uri, internal=True)
-        else:
-            link += nodes.Text(c.chapter)
-        row = nodes.row()
-        for content in (c.statement, c.source, link, c.measured, c.expected, "holds" if c.holds else "does not hold"):
-            row += _cell(content)
+        row = nodes.row(classes=["qklab-claim-holds" if c.holds else "qklab-claim-fails"])
+        meta = _paragraph(
+            nodes.emphasis(text=KIND_LABEL.get(c.kind, c.kind)),
+            f" · {c.source} · ",
+            nodes.literal(text=c.id),
+            classes=["qklab-claim-meta"],
+        )
+        row += _cell(_paragraph(c.statement), meta)
+        row += _cell(_chapter_link(app, fromdocname, c.chapter))
+        row += _cell(
+            _paragraph(nodes.literal(text=c.measured), classes=["qklab-measured"]),
+            _paragraph(f"expected {c.expected}", classes=["qklab-expected"]),
+        )
+        row += _cell(_verdict(c))
         body += row
     group += body
-    held = sum(c.holds for c in claims)
-    summary = nodes.paragraph(text=f"{len(claims)} claims recorded in this build; {held} hold, {len(claims) - held} do not.")
-    return nodes.container("", summary, table)
+    return table
+
+
+def _part(app: Any, fromdocname: str, part: str) -> list[nodes.Node]:
+    folder = Path(app.srcdir) / "_build" / "claims"
+    claims = load_claims(folder) if folder.is_dir() else []
+    if not claims:
+        return [_paragraph("No claims were recorded in this build.")] if part == "summary" else []
+    if part == "summary":
+        return [_summary(claims)]
+    if part == "failed":
+        return _failed(app, fromdocname, claims)
+    # The table keeps the chapters' order; its failed rows are marked (and listed above it).
+    return [_table(app, fromdocname, claims)]
 
 
 def _resolve(app: Any, doctree: nodes.document, docname: str) -> None:
-    for node in doctree.findall(claims_ledger_placeholder):
-        node.replace_self(_table(app, docname))
+    for node in list(doctree.findall(claims_ledger_placeholder)):
+        content = _part(app, docname, node["part"])
+        if content:
+            node.replace_self(content)
+        else:
+            node.parent.remove(node)
 
 
 def _always_outdated(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:
@@ -95,4 +205,4 @@ def setup(app: Any) -> dict:
     app.connect("doctree-resolved", _resolve)
     app.connect("env-get-outdated", _always_outdated)
     app.connect("env-purge-doc", _purge)
-    return {"version": "0.1", "parallel_read_safe": False, "parallel_write_safe": True}
+    return {"version": "0.2", "parallel_read_safe": False, "parallel_write_safe": True}

@@ -1,13 +1,26 @@
 """Sphinx helpers for the qklab book (loaded through `sphinx.local_extensions` in _config.yml).
 
-What it does: (1) serves plotly.js from the built site instead of a CDN. At the start of an HTML build
-it writes `plotly.offline.get_plotlyjs()` to `<outdir>/_static/qklab-offline/plotly.min.js`, and it adds
-that script only to pages whose body contains a plotly figure (`class="plotly-graph-div"`), so
-other pages do not load 4 MB of JavaScript. (2) Removes repeated identical scripts from a page
-(sphinx-thebe's configuration is emitted twice by Jupyter Book 1.0.4, a browser console error).
-(3) Drops the ipywidgets manager (require.js and embed-amd.js, from CDNs by default) and the widget
-state from pages that display no widget, e.g. chapters whose live explorers sit in `remove-cell`
-cells.
+What it does:
+
+1. Serves plotly.js from the built site instead of a CDN. At the start of an HTML build it writes
+   `plotly.offline.get_plotlyjs()` to `<outdir>/_static/qklab-offline/plotly.min.js`, and it adds
+   that script, with `defer`, only to pages whose body contains a plotly figure
+   (`class="plotly-graph-div"`), so other pages do not load 4.8 MB of JavaScript and no page
+   waits for it before showing its text. A deferred script runs after the page is parsed, so the
+   inline scripts of the page that call `Plotly` (plotly's `Plotly.newPlot(...)`, an explorer's
+   "plotly.js did not load" check) are wrapped to run on `DOMContentLoaded`, which fires after
+   deferred scripts have run.
+2. Removes repeated identical scripts from a page (sphinx-thebe's configuration is emitted twice
+   by Jupyter Book 1.0.4, a browser console error).
+3. Drops the ipywidgets manager (require.js and embed-amd.js, from CDNs by default) and the widget
+   state from pages that display no widget, e.g. chapters whose live explorers sit in
+   `remove-cell` cells.
+4. Launch buttons (Colab, Binder) and repository links only when `repository.url` in
+   `_config.yml` is set (README, "Colab and Binder"); otherwise the site shows none, so that no link
+   points at a repository that does not exist.
+5. Removes the `# BEGIN SOLUTION` / `# END SOLUTION` marker lines (see `qklab.exercises`) from
+   the code of cells tagged `solution` as the book shows them. The chapter notebooks keep them:
+   `make exercises` turns the marked blocks into the learner's stubs.
 
 How a chapter shows a plotly figure that works in the static book with no network:
 `IPython.display.HTML(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False))`.
@@ -18,8 +31,11 @@ Not in here: anything about the science; the package `qklab` does not import thi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+from docutils import nodes
 
 PLOTLY_JS = "qklab-offline/plotly.min.js"  # relative to _static/ in the built site
 _PLOTLY_MARKER = "plotly-graph-div"
@@ -67,13 +83,47 @@ def _dedupe_scripts(context: dict) -> None:
     scripts[:] = unique
 
 
+# An inline script (no `src`) of the page body, and whether it uses the `Plotly` global (not
+# `window.PlotlyConfig`, which plotly reads when it loads and must stay where it is).
+_INLINE_SCRIPT = re.compile(r"<script(?P<attrs>(?:(?!\bsrc=)[^>])*)>(?P<code>.*?)</script>", re.DOTALL)
+_USES_PLOTLY = re.compile(r"\bPlotly\.|\bwindow\.Plotly\b|typeof\s+Plotly\b")
+_ON_READY = 'document.addEventListener("DOMContentLoaded", function () {%s\n});'
+
+
+def defer_plotly_calls(body: str) -> tuple[str, int]:
+    """Wrap every inline script of `body` that uses `Plotly` to run on `DOMContentLoaded`.
+
+    Returns the new body and the number of scripts wrapped. Scripts with a `type` other than
+    JavaScript (JSON data, widget state) are left alone.
+    """
+    count = 0
+
+    def wrap(match: re.Match) -> str:
+        nonlocal count
+        attrs, code = match.group("attrs"), match.group("code")
+        kind = re.search(r"""type=["']?([^"'\s>]+)""", attrs)
+        if kind and kind.group(1) not in ("text/javascript", "application/javascript", "module"):
+            return match.group(0)
+        if not _USES_PLOTLY.search(code):
+            return match.group(0)
+        count += 1
+        return f"<script{attrs}>{_ON_READY % code}</script>"
+
+    return _INLINE_SCRIPT.sub(wrap, body), count
+
+
 def _add_plotly_to_page(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
     _dedupe_scripts(context)
     body = context.get("body") or ""
-    if _PLOTLY_MARKER in body:
-        # Priority below the default (500) so plotly loads before require.js (if a page has
-        # widgets): loaded after require.js, plotly registers as an AMD module, not as `Plotly`.
+    if _PLOTLY_MARKER not in body:
+        return
+    if _WIDGET_VIEW in body:
+        # A page that shows ipywidgets loads require.js; plotly loaded after it registers as an
+        # AMD module instead of `window.Plotly`. Such a page loads plotly first, not deferred.
         app.add_js_file(PLOTLY_JS, priority=200)
+        return
+    context["body"], _ = defer_plotly_calls(body)
+    app.add_js_file(PLOTLY_JS, priority=200, defer="defer")
 
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -102,7 +152,57 @@ def _drop_unused_widget_js(app: Any, pagename: str, templatename: str, context: 
     scripts[:] = [js for js in scripts if not is_widget_js(js)]
 
 
+_REPOSITORY_BUTTONS = ("use_repository_button", "use_issues_button", "use_edit_page_button", "use_source_button")
+
+
+def _launch_buttons_need_a_repository(app: Any, config: Any) -> None:
+    """No launch button and no repository link unless `repository.url` is set in `_config.yml`.
+
+    Jupyter Book passes `repository.url` to the theme as `html_theme_options["repository_url"]`.
+    When it is empty the launch buttons (whose targets are built from it) and the repository
+    buttons are switched off. A set address must be a full `https://` URL.
+    """
+    options = config.html_theme_options
+    url = str(options.get("repository_url") or "").strip()
+    if url:
+        if not url.startswith("https://"):
+            raise ValueError(f"repository.url in _config.yml must be an https:// address, got {url!r}")
+        return
+    options.pop("repository_url", None)
+    options.pop("launch_buttons", None)
+    for key in _REPOSITORY_BUTTONS:
+        options[key] = False
+
+
+_SOLUTION_TAG = "solution"
+# The marker lines of `qklab.exercises` (a hint may follow BEGIN SOLUTION after a colon).
+_MARKER_LINE = re.compile(r"^[ \t]*#\s*(BEGIN SOLUTION(\s*:.*)?|END SOLUTION)\s*$")
+
+
+def strip_solution_markers(code: str) -> str:
+    """`code` without its `# BEGIN SOLUTION...` and `# END SOLUTION` lines."""
+    return "\n".join(line for line in code.split("\n") if not _MARKER_LINE.match(line))
+
+
+def _hide_solution_markers(app: Any, doctree: nodes.document) -> None:
+    """Remove the marker lines from the code shown for each notebook cell tagged `solution`."""
+    for cell in doctree.findall(nodes.container):
+        if cell.get("nb_element") != "cell_code":
+            continue
+        if _SOLUTION_TAG not in (cell.get("cell_metadata") or {}).get("tags", []):
+            continue
+        for block in cell.findall(nodes.literal_block):
+            code = block.astext()
+            cleaned = strip_solution_markers(code)
+            if cleaned != code:
+                block.children = []
+                block += nodes.Text(cleaned)
+                block.rawsource = cleaned
+
+
 def setup(app: Any) -> dict:
+    app.connect("config-inited", _launch_buttons_need_a_repository)
+    app.connect("doctree-read", _hide_solution_markers)
     app.connect("builder-inited", _write_plotly_js)
     app.connect("html-page-context", _add_plotly_to_page)
     # After myst-nb's own handler (default priority 500), which adds the widget scripts.

@@ -1,12 +1,18 @@
 """Headless-Chromium fixtures: serve the built book on loopback and open it with no network.
 
 - `built_book`: the `_build/html` folder; built with `jupyter-book build` if `index.html` is
-  missing (`make test` builds the book just before, so it is normally reused).
+  missing (`make test` builds the book just before, so it is normally reused). The environment
+  variable `QKLAB_BOOK_HTML` points the tests at another built book instead (never rebuilt), e.g.
+  an older commit's build to show which tests it fails.
 - `book_url`: the book served by `http.server` in a thread on 127.0.0.1.
 - `browser`: Playwright driving the system Chromium (`/usr/bin/chromium`, installed with
   `apt-get install chromium`; never `playwright install`, which downloads a browser).
 - `open_page(path)`: opens a page with every request to a host other than 127.0.0.1 aborted, and
   returns a `PageVisit` recording console errors, page errors, failed and blocked requests.
+  The fixture `offline_tools` gives its two steps, `context(browser, width)` and `watch(page)`, to
+  tests that keep one browser context and reuse it for many pages (`test_pages.py`).
+
+Screenshots go to `ARTIFACTS`: `_build/browser-artifacts/` next to the book's `html` folder.
 
 Test modules here set `pytestmark = pytest.mark.browser`. They are skipped, with the reason, when Chromium or
 Playwright is missing, unless `QKLAB_REQUIRE_BROWSER=1` (set by `.ci/run`), where that is a
@@ -24,13 +30,14 @@ import threading
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BOOK = ROOT / "_build" / "html"
-ARTIFACTS = ROOT / "_build" / "browser-artifacts"
+BOOK = Path(os.environ["QKLAB_BOOK_HTML"]).resolve() if os.environ.get("QKLAB_BOOK_HTML") else ROOT / "_build" / "html"
+ARTIFACTS = BOOK.parent / "browser-artifacts"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -60,6 +67,10 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def built_book() -> Path:
+    if os.environ.get("QKLAB_BOOK_HTML"):
+        if not (BOOK / "index.html").is_file():
+            pytest.fail(f"QKLAB_BOOK_HTML={BOOK} holds no built book (no index.html)")
+        return BOOK
     if not (BOOK / "index.html").is_file():
         jupyter_book = Path(sys.executable).with_name("jupyter-book")
         result = subprocess.run(
@@ -129,38 +140,61 @@ class PageVisit:
         return path
 
 
+def offline_context(browser, width: int = 1280, height: int = 900):
+    """A browser context of the given viewport in which every non-local request is aborted.
+
+    Aborted requests are recorded by the page's `PageVisit` (see `watch`), through the context's
+    `blocked` list, which `watch` points at the visit of the page it watches.
+    """
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.blocked = []  # the current visit's list of aborted requests
+
+    def route(route_obj):
+        host = urlsplit(route_obj.request.url).hostname
+        if route_obj.request.url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
+            route_obj.continue_()
+        else:
+            context.blocked.append(route_obj.request.url)
+            route_obj.abort()
+
+    context.route("**/*", route)
+    return context
+
+
+def watch(page) -> PageVisit:
+    """Record what goes wrong on `page` from now on (console and page errors, failed requests)."""
+    visit = PageVisit(page)
+    page.context.blocked = visit.blocked_requests
+    page.on("console", lambda msg: visit.console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda err: visit.page_errors.append(str(err)))
+
+    def on_failed(request):
+        if request.url not in visit.blocked_requests:
+            visit.failed_requests.append(f"{request.url} ({request.failure})")
+
+    page.on("requestfailed", on_failed)
+    page.on(
+        "response",
+        lambda resp: visit.failed_requests.append(f"{resp.url} (HTTP {resp.status})") if resp.status >= 400 else None,
+    )
+    return visit
+
+
+@pytest.fixture(scope="session")
+def offline_tools() -> SimpleNamespace:
+    """`context(browser, width, height)`: a context with the network cut; `watch(page)`: a PageVisit."""
+    return SimpleNamespace(context=offline_context, watch=watch)
+
+
 @pytest.fixture
 def open_page(browser, book_url):
     contexts = []
 
     def _open(path: str, wait_until: str = "load") -> PageVisit:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = offline_context(browser)
         contexts.append(context)
-        page = context.new_page()
-        visit = PageVisit(page)
-
-        def route(route_obj):
-            host = urlsplit(route_obj.request.url).hostname
-            if route_obj.request.url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
-                route_obj.continue_()
-            else:
-                visit.blocked_requests.append(route_obj.request.url)
-                route_obj.abort()
-
-        context.route("**/*", route)
-        page.on("console", lambda msg: visit.console_errors.append(msg.text) if msg.type == "error" else None)
-        page.on("pageerror", lambda err: visit.page_errors.append(str(err)))
-
-        def on_failed(request):
-            if request.url not in visit.blocked_requests:
-                visit.failed_requests.append(f"{request.url} ({request.failure})")
-
-        page.on("requestfailed", on_failed)
-        page.on(
-            "response",
-            lambda resp: visit.failed_requests.append(f"{resp.url} (HTTP {resp.status})") if resp.status >= 400 else None,
-        )
-        page.goto(f"{book_url}/{path.lstrip('/')}", wait_until=wait_until)
+        visit = watch(context.new_page())
+        visit.page.goto(f"{book_url}/{path.lstrip('/')}", wait_until=wait_until)
         return visit
 
     yield _open
