@@ -293,3 +293,26 @@ def test_counts_are_exact():
     assert "too small" in _message(check_qk_counts, 2048, 4094, 1792)
     assert "too large" in _message(check_qk_counts, 2050, 4096, 1792)
     check_qk_counts(2048.0, np.int64(4096), torch.tensor(1792), quiet=True)
+
+
+@pytest.mark.slow
+def test_nbval_failure_report_shows_the_message_not_the_source(tmp_path):
+    """nbval prints the kernel's traceback lines: with `_render_traceback_` they are the message."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from qklab.checks.intro import check_uniform_entropy\ncheck_uniform_entropy(3.0, T=8)")]
+    path = tmp_path / "wrong.ipynb"
+    nbformat.write(nb, path)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:randomly", "-p", "no:cacheprovider", "-c", "/dev/null",
+         "--rootdir", str(tmp_path), str(path)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert run.returncode != 0
+    out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)
+    assert "your answer 3 is too large" in out and "entropy in bits" in out
+    assert "def check_uniform_entropy" not in out and "mistakes[" not in out and "check_value(" not in out
