@@ -9,13 +9,15 @@ learning rate, weight decay and gradient clipping per member. Each member sees t
 initialisation and updates as its sequential run (same numbers up to float rounding).
 `mode="sequential"` calls `qklab.train.train` once per config.
 
-Which is faster depends on how busy the cores are (measured on this project's 2-core CPU, 8 runs
-of the book's model, `benchmarks/bench_train.py`): with torch using 2 threads, stacking was 3-5x
-faster (small ops pay thread-synchronisation costs that one large batched op pays once); with 1
-thread each step is already compute-bound and stacking was slightly slower (0.86x), since it uses
-the explicit-softmax attention (no vmap rule for CPU SDPA) and a Python-level AdamW. So
-`mode="auto"` stacks a group of two or more configs, without checkpointing, on a GPU or when
-torch uses more than one CPU thread, and runs them one after another otherwise.
+Which is faster was measured with `benchmarks/bench_train.py` (8 runs of the book's model). On an
+idle 2-core CPU stacking brought nothing: 0.97x, 0.98x and 0.81x against the same runs one after
+another (an earlier 3-5x was measured while other jobs loaded the machine, which slows the
+sequential runs more); it uses the explicit-softmax attention (no vmap rule for CPU SDPA) and a
+Python-level AdamW. What uses a CPU's cores is one process per run with one thread each
+(`qklab.runner`, `qklab sweep`). On a GPU, where one tiny model leaves the device mostly idle,
+stacking is expected to pay (not yet measured: `benchmarks/gpu_check.sh` measures it). So
+`mode="auto"` stacks a group of two or more configs, without checkpointing, on a GPU (or MPS)
+and never on a CPU.
 
 Members of one stacked group must share `steps`, `batch_size`, `log_every`, `eval_batches`,
 `pattern_steps`, `betas`, `device` and `divergence_factor`; anything else (seed, lr, warm-up,
@@ -95,7 +97,7 @@ def sweep(
     for idx in groups.values():
         members = [cfgs[i] for i in idx]
         stack = mode == "stacked" or (mode == "auto" and len(members) > 1 and all(c.checkpoint is None for c in members)
-                                      and (pick_device(members[0].device).type != "cpu" or torch.get_num_threads() > 1))
+                                      and pick_device(members[0].device).type != "cpu")
         if stack:
             hists = _train_stacked(mcfg, members, data, progress)
         else:
