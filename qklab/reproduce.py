@@ -51,6 +51,9 @@ __all__ = [
     "penalty_gradient_ratio",
     "t_interval",
     "t_quantile",
+    "summarise",
+    "paired",
+    "verdict",
 ]
 
 FN = "qklab.reproduce:locater_point"
@@ -289,18 +292,28 @@ train_fn = train  # the training loop (a module attribute, so tests can count ca
 # --- strength scale ------------------------------------------------------------------------------
 
 def penalty_gradient_ratio(model_config: ModelConfig, data, form: str = "variance", seed: int = 0,
-                           batch_size: int = 16, batches: int = 4) -> dict[str, float]:
-    """Gradient norms w.r.t. `(W_Q, W_K)` at initialisation: of the loss and of the LocAteR penalty.
+                           batch_size: int = 16, batches: int = 4, model: Transformer | None = None,
+                           target_mean: torch.Tensor | None = None, mean_weight: float = 1.0) -> dict[str, float]:
+    """Gradient norms w.r.t. `(W_Q, W_K)`: of the loss and of the LocAteR penalty.
 
     `rho_star = |grad loss| / |grad penalty|` is the strength at which the two pull equally hard:
     far below it the penalty changes nothing, far above it the penalty wins. Averaged over
-    `batches` training batches (one model, seed `seed`, dropout off).
+    `batches` training batches (seed `seed`, dropout off). By default at initialisation (a fresh
+    model of `model_config`); pass a trained `model` (and, for form "scale", its `target_mean`,
+    the means at initialisation) to measure later in training; `mean_weight` is the scale form's `mu`.
     """
     cfg = dataclasses.replace(model_config, vocab_size=model_config.vocab_size or data.vocab_size, dropout=0.0,
                               attention_dropout=0.0)
-    model = Transformer(cfg, seed=seed)
-    tc = TrainConfig(regularizer="locater", locater_form=form)
-    target = initial_target_mean(model, tc)
+    tc = TrainConfig(regularizer="locater", locater_form=form, locater_mean_weight=mean_weight)
+    if model is None:
+        model = Transformer(cfg, seed=seed)
+        target = initial_target_mean(model, tc)
+    else:
+        target = target_mean
+        if form == "scale" and target is None:
+            raise ValueError("form 'scale' on a given model needs target_mean (the means at initialisation)")
+    was = model.training
+    model.eval()  # no dropout
     g = torch.Generator().manual_seed(seed)
     W = model.blocks[0].attn.W_qkv
     hd = cfg.n_heads * cfg.head_dim
@@ -312,9 +325,10 @@ def penalty_gradient_ratio(model_config: ModelConfig, data, form: str = "varianc
         loss_norms.append(float(gl[: 2 * hd].norm()))
     pen = penalty(model, tc, target)
     (gp,) = torch.autograd.grad(pen, W)
+    model.train(was)
     gl_n, gp_n = statistics.mean(loss_norms), float(gp[: 2 * hd].norm())
     return {"grad_loss": gl_n, "grad_penalty": gp_n, "rho_star": gl_n / gp_n if gp_n > 0 else math.inf,
-            "penalty": float(pen)}
+            "penalty": float(pen.detach())}
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -356,7 +370,7 @@ def _arm_key(tags: dict) -> tuple:
     return (tags["regime"], tags["arm"], tags["rho"])
 
 
-def summarise(records: list[dict]) -> list[dict]:
+def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
     """One row per (regime, arm, strength): means over seeds and paired differences from the
     plain arm of the same initialisation (default init for most arms, mimetic for the mimetic arms)."""
     ok = [r for r in records if r.get("status") == "ok" and (r.get("result") or {}).get("status") == "completed"]
@@ -383,11 +397,56 @@ def summarise(records: list[dict]) -> list[dict]:
         for m, name in (("val_ppl", "d_ppl"), ("entropy", "d_entropy")):
             diffs = [runs[s][m] - base[s][m] for s in paired]
             if arm != base_arm and len(diffs) >= 2:
-                row[name], row[name + "_lo"], row[name + "_hi"] = t_interval(diffs)
+                row[name], row[name + "_lo"], row[name + "_hi"] = t_interval(diffs, level)
             else:
                 row[name] = row[name + "_lo"] = row[name + "_hi"] = math.nan
         rows.append(row)
     return rows
+
+
+def paired(records: list[dict], regime: str, arm: str, rho: float, base_arm: str, metric: str,
+           base_rho: float = 0.0) -> dict[int, float]:
+    """Per seed, `metric` of (regime, arm, rho) minus that of (regime, base_arm, base_rho) with the same seed."""
+    runs: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        res = r.get("result") or {}
+        if r.get("status") == "ok" and res.get("status") == "completed":
+            runs.setdefault(_arm_key(r["tags"]), {})[r["tags"]["seed"]] = res[metric]
+    a, b = runs.get((regime, arm, rho), {}), runs.get((regime, base_arm, base_rho), {})
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
+def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", base_arm: str = "plain",
+            level: float = 0.95) -> dict[str, Any]:
+    """Chapter 10's verdict rule for the claim "some strength lowers the validation perplexity and
+    raises the attention entropy" (written before the sweep ran).
+
+    For each strength `rho` of `arm` in `regime`: paired differences from `base_arm` over seeds,
+    two-sided t-intervals at the Bonferroni-adjusted level `1 - (1 - level) / k` (`k` strengths, so
+    that picking the best strength afterwards is paid for). A strength is "as predicted" when the
+    perplexity interval lies below 0 and the entropy interval above 0; "against" when either lies
+    entirely on the wrong side; "unclear" otherwise. The regime: "reproduced" if some strength is as
+    predicted, "not reproduced" if every strength is against, else "inconclusive".
+    """
+    strengths = sorted({r["tags"]["rho"] for r in records
+                        if r["tags"]["regime"] == regime and r["tags"]["arm"] == arm})
+    if not strengths:
+        raise ValueError(f"no records of arm {arm!r} in regime {regime!r}")
+    adj = 1 - (1 - level) / len(strengths)
+    per = {}
+    for rho in strengths:
+        dp = list(paired(records, regime, arm, rho, base_arm, "val_ppl").values())
+        de = list(paired(records, regime, arm, rho, base_arm, "entropy").values())
+        if len(dp) < 2:
+            per[rho] = {"n": len(dp), "class": "unclear"}
+            continue
+        p, e = t_interval(dp, adj), t_interval(de, adj)
+        cls = ("as predicted" if p[2] < 0 and e[1] > 0 else "against" if p[1] > 0 or e[2] < 0 else "unclear")
+        per[rho] = {"n": len(dp), "d_ppl": p, "d_entropy": e, "class": cls}
+    classes = [v["class"] for v in per.values()]
+    overall = ("reproduced" if "as predicted" in classes else
+               "not reproduced" if all(c == "against" for c in classes) else "inconclusive")
+    return {"regime": regime, "arm": arm, "level": adj, "per_strength": per, "verdict": overall}
 
 
 _ARM_ORDER = {"plain": 0, "LocAteR variance": 1, "weight decay": 2, "sigma-Reparam": 3, "mimetic plain": 4,

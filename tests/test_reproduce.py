@@ -154,3 +154,22 @@ def test_penalty_gradient_ratio():
     G = 2 * W / d - 2 * torch.trace(W) * torch.eye(d) / d**2
     by_hand = torch.sqrt((G @ Wk).pow(2).sum() + (G.T @ Wq).pow(2).sum())
     assert res["grad_penalty"] == pytest.approx(float(by_hand), rel=1e-4)
+
+
+def test_verdict_rule():
+    recs = [_rec("normal", "plain", 0.0, s, 10.0 + s, 1.0) for s in range(5)]
+    # strength 1: better in ppl and entropy in every seed (small noise); strength 10: worse ppl
+    recs += [_rec("normal", "LocAteR variance", 1.0, s, 10.0 + s - 0.5 + 0.01 * s, 1.3 + 0.01 * s) for s in range(5)]
+    recs += [_rec("normal", "LocAteR variance", 10.0, s, 10.0 + s + 2.0 + 0.01 * s, 1.5) for s in range(5)]
+    v = rp.verdict(recs, "normal")
+    assert v["per_strength"][1.0]["class"] == "as predicted"
+    assert v["per_strength"][10.0]["class"] == "against"
+    assert v["verdict"] == "reproduced" and v["level"] == pytest.approx(0.975)
+    only_bad = [r for r in recs if r["tags"]["rho"] != 1.0]
+    assert rp.verdict(only_bad, "normal")["verdict"] == "not reproduced"
+    noisy = [r for r in recs if r["tags"]["rho"] != 10.0]
+    for i, r in enumerate(r for r in noisy if r["tags"]["arm"] != "plain"):
+        r["result"]["val_ppl"] += 3.0 * (-1) ** i  # differences of both signs: no conclusion
+    assert rp.verdict(noisy, "normal")["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="no records"):
+        rp.verdict(recs, "too high")
