@@ -22,29 +22,26 @@ a message naming the argument. `ExerciseCheckError` renders in IPython/Jupyter a
 only (`_render_traceback_`), so a failed check cell does not print the check's source; an error
 raised inside the reader's own function shows the reader's frames only.
 
-What is not here: the checks of each chapter (`qklab.checks.<topic>`).
+What is not here: the error's rendering, the hint ladder and `describe_ratio` live in
+`qklab.checks.feedback` (re-exported here, so `from qklab.checks.core import ExerciseCheckError,
+exercise, hint` keeps working); the checks of each chapter are in `qklab.checks.<topic>`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
-import functools
-import importlib
 import inspect
 import math
 import numbers
-import pkgutil
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from qklab.checks.feedback import ExerciseCheckError, current_exercise, describe_ratio, exercise, fail, hint, reset_attempts
 
 __all__ = [
     "Case",
@@ -58,39 +55,6 @@ __all__ = [
     "reset_attempts",
     "describe_ratio",
 ]
-
-_CHECKS_DIR = str(Path(__file__).resolve().parent)
-_RED, _RESET = "\x1b[1;31m", "\x1b[0m"
-
-
-class ExerciseCheckError(AssertionError):
-    """An exercise answer differs from the reference; the message says how (never the right value).
-
-    In IPython and Jupyter only the message is shown (no traceback into the check's source);
-    when the reader's own function raised, the frames of the reader's code follow it.
-    Attributes for tests and tools: `label` (the exercise, or None), `expected` (the reference
-    output of the failing case, never printed), `case` (the failing `Case`, or None).
-    """
-
-    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Case | None = None):
-        super().__init__(message)
-        self.label = label
-        self.expected = expected
-        self.case = case
-
-    def _render_traceback_(self) -> list[str]:
-        """What IPython shows instead of a traceback: the message, then the reader's own frames if any."""
-        message = str(self)
-        first, *rest = message.split("\n") or [""]
-        lines = [f"{_RED}{type(self).__name__}{_RESET}: {first}", *rest]
-        cause = self.__cause__
-        if cause is not None and cause.__traceback__ is not None:
-            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_CHECKS_DIR)]
-            if frames:
-                lines += ["", f"Where {type(cause).__name__} was raised (your code first):"]
-                lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
-                lines += "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n").split("\n")
-        return lines
 
 
 @dataclass(frozen=True)
@@ -114,157 +78,6 @@ class Mistake:
 def gaussian(shape: tuple[int, ...], seed: int, std: float = 1.0) -> Tensor:
     """A seeded float64 `N(0, std^2)` tensor: the inputs of check cases."""
     return std * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-# --- exercises, attempts and hints ----------------------------------------------------------------
-
-@dataclass
-class _Exercise:
-    recipe: str = ""
-    attempts: int = 0
-    last_hint: str = ""
-    last_diagnosis: str = ""
-
-
-_EXERCISES: dict[str, _Exercise] = {}
-_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("qklab_exercise", default=None)
-
-
-def exercise(label: str, *, hint: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a check: its failures count as attempts at exercise `label`; `hint` is the recipe.
-
-    The recipe is shown by `hint(label)`, and after a second failure when no mistake is recognised.
-    """
-    _EXERCISES.setdefault(label, _Exercise()).recipe = hint
-
-    def decorate(check: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(check)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            __tracebackhide__ = True  # noqa: F841  (pytest: show the message, not this frame)
-            token = _CURRENT.set(label)
-            try:
-                return check(*args, **kwargs)
-            finally:
-                _CURRENT.reset(token)
-
-        wrapped.exercise_label = label  # type: ignore[attr-defined]
-        return wrapped
-
-    return decorate
-
-
-def reset_attempts() -> None:
-    """Forget every attempt and last hint (tests use it; a learner never needs it)."""
-    for ex in _EXERCISES.values():
-        ex.attempts, ex.last_hint, ex.last_diagnosis = 0, "", ""
-
-
-def _register_all_checks() -> None:
-    import qklab.checks as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        with contextlib.suppress(Exception):
-            importlib.import_module(f"qklab.checks.{info.name}")
-
-
-def hint(label: str) -> None:
-    """Print the hint of exercise `label` (e.g. "ex-pattern"): the last failure's hint and the recipe."""
-    if label not in _EXERCISES:
-        _register_all_checks()
-    ex = _EXERCISES.get(label)
-    if ex is None:
-        known = ", ".join(sorted(_EXERCISES)) or "none"
-        print(f"There is no exercise labelled {label!r}. Known labels: {known}.")
-        return
-    lines = [f"Hints for {label}:"]
-    if ex.last_hint:
-        about = f" (it looked like {ex.last_diagnosis})" if ex.last_diagnosis else ""
-        lines.append(f"- on your last answer{about}: {ex.last_hint}")
-    if ex.recipe and ex.recipe != ex.last_hint:
-        lines.append(f"- the recipe: {ex.recipe}")
-    if len(lines) == 1:
-        lines.append("- run the check cell first; this exercise has no written recipe.")
-    print("\n".join(lines))
-
-
-def _fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
-          expected: Any = None, case: Case | None = None, cause: BaseException | None = None) -> ExerciseCheckError:
-    """Count the attempt and build the error: the hint only from the second failure on."""
-    label = _CURRENT.get() or name
-    ex = _EXERCISES.setdefault(label, _Exercise())
-    if fallback_hint and not ex.recipe:
-        ex.recipe = fallback_hint
-    ex.attempts += 1
-    ex.last_hint = specific_hint or fallback_hint or ex.recipe
-    ex.last_diagnosis = diagnosis
-    if ex.last_hint:
-        if ex.attempts == 1:
-            message += f'\nFor a hint, run this check again after your next try, or call qklab.checks.hint("{label}").'
-        else:
-            message += f"\nHint: {ex.last_hint}"
-            if ex.recipe and ex.recipe != ex.last_hint:
-                message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
-    err = ExerciseCheckError(message, label=_CURRENT.get(), expected=expected, case=case)
-    if cause is not None:
-        err.__cause__ = cause
-    return err
-
-
-# --- how far off: in kind, never the value ------------------------------------------------------
-
-_NAMED_FACTORS: dict[str, float] = {
-    "2": 2.0, "3": 3.0, "4": 4.0, "sqrt(2)": math.sqrt(2.0), "sqrt(3)": math.sqrt(3.0),
-    "1/ln 2 (bits instead of nats?)": 1 / math.log(2.0), "e": math.e, "pi": math.pi,
-}
-
-
-def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None) -> str:
-    """Say how `got` compares with `expected` in words ("too large, about 2x"), without `expected`.
-
-    Coarse on purpose: the words never let the reader recover the right value to the precision a
-    check asks for. `scale` is the size below which a number counts as zero; `factors` adds named
-    factors (e.g. `{"sqrt(d_h)": 2.0}`) to the ones recognised when the ratio is close to one.
-    """
-    if got == expected:
-        return "equal"
-    if not (math.isfinite(got) and math.isfinite(expected)):
-        return "different"
-    if abs(expected) <= scale:
-        return "too large" if got > expected else "too small"
-    if abs(got) <= scale:
-        return "zero, but the right value is not"
-    if (got > 0) != (expected > 0):
-        return f"of the wrong sign (the right value is {'positive' if expected > 0 else 'negative'})"
-    word = "too large" if abs(got) > abs(expected) else "too small"
-    small, big = sorted((abs(got), abs(expected)))
-    if small == 0.0 or big / small == math.inf:
-        return f"{word}, by orders of magnitude"
-    f = big / small
-    if f < 1.01:
-        size = "by less than 1 %"
-    elif f < 1.1:
-        size = "by 1 to 10 %"
-    elif f < 1.5:
-        size = "by 10 to 50 %"
-    elif f < 2.5:
-        size = "about 2x"
-    elif f < 4.0:
-        size = "3 to 4x"
-    elif f < 7.0:
-        size = "4 to 7x"
-    elif f < 15.0:
-        size = "about 10x"
-    elif f < 70.0:
-        size = "tens of times"
-    elif f < 700.0:
-        size = "hundreds of times"
-    else:
-        size = f"about 10^{round(math.log10(f))} times"
-    named = {**_NAMED_FACTORS, **(factors or {})}
-    close = [k for k, v in named.items() if abs(f / v - 1) < 0.005]
-    if close:
-        size += f" (a factor close to {close[0]})"
-    return f"{word}, {size}"
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -340,7 +153,7 @@ def check_value(
         specific = " / ".join(why for _, why in named)
     elif near:
         message += f"\nIt is close to what {' or '.join(near)} would give, but not close enough to tell: give more digits."
-    raise _fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, expected=expected)
+    raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, expected=expected)
 
 
 # --- functions ----------------------------------------------------------------------------------------
@@ -525,10 +338,10 @@ def check_function(
         except NotImplementedError:
             raise ExerciseCheckError(
                 f"{name}: not implemented yet. Replace the `raise NotImplementedError(...)` line with your code.",
-                label=_CURRENT.get(),
+                label=current_exercise(),
             ) from None
         except Exception as err:
-            raise _fail(
+            raise fail(
                 f"{name} raised {type(err).__name__} on the case '{case.description}': {err}",
                 name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case, cause=err,
             ) from err
@@ -544,7 +357,7 @@ def check_function(
         ) if changed else ""
         if problem is None:
             message = f"{name} gives the right values on the case '{case.description}', but {in_place}"
-            raise _fail(message, name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case)
+            raise fail(message, name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case)
         message = f"{name} is not right yet on the case '{case.description}': {problem}."
         if in_place:
             message += f"\nAlso, {in_place}"
@@ -561,7 +374,7 @@ def check_function(
             specific = " / ".join(f"({i + 1}) {m.hint}" for i, m in enumerate(named))
         elif near:
             message += f"\nIt is close to what {' or '.join(m.label for m in near)} gives, but not equal."
-        raise _fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint,
+        raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint,
                     expected=expected, case=case)
     if not quiet:
         print(f"\u2713 {name}: your function matches the reference on all {len(cases)} cases.")

@@ -1,0 +1,223 @@
+"""How a failed exercise check talks to the reader: the error, the hint ladder, "how far off".
+
+- `ExerciseCheckError`: in IPython and Jupyter (and so in nbval's report and the built book) it
+  shows as its message only (`_render_traceback_`), not as a traceback that would print the
+  check's source (its hints, the formulas of its mistakes); when the reader's own function raised,
+  the frames of the reader's code follow the message.
+- The hint ladder: the first failure of an exercise's check says what is wrong and how to ask for
+  a hint; the next failure of the same exercise in the session adds the hint (the recognised
+  mistake's, or the exercise's recipe); `hint("ex-label")` prints the last hint and the recipe at
+  any time. `exercise(label, hint=recipe)` ties a check to its exercise.
+- `describe_ratio`: "too large, about 2x" -- how far a value is from the right one, in kind,
+  never the right value.
+
+Used by the engine (`qklab.checks.core`, which re-exports these names) and by every check module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import math
+import pkgutil
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qklab.checks.core import Case
+
+__all__ = ["ExerciseCheckError", "exercise", "hint", "reset_attempts", "describe_ratio", "current_exercise", "fail"]
+
+_CHECKS_DIR = str(Path(__file__).resolve().parent)
+_RED, _RESET = "\x1b[1;31m", "\x1b[0m"
+
+
+class ExerciseCheckError(AssertionError):
+    """An exercise answer differs from the reference; the message says how (never the right value).
+
+    In IPython and Jupyter only the message is shown (no traceback into the check's source);
+    when the reader's own function raised, the frames of the reader's code follow it.
+    Attributes for tests and tools: `label` (the exercise, or None), `expected` (the reference
+    output of the failing case, never printed), `case` (the failing `Case`, or None).
+    """
+
+    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Case | None = None):
+        super().__init__(message)
+        self.label = label
+        self.expected = expected
+        self.case = case
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the message, then the reader's own frames if any."""
+        message = str(self)
+        first, *rest = message.split("\n") or [""]
+        lines = [f"{_RED}{type(self).__name__}{_RESET}: {first}", *rest]
+        cause = self.__cause__
+        if cause is not None and cause.__traceback__ is not None:
+            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_CHECKS_DIR)]
+            if frames:
+                lines += ["", f"Where {type(cause).__name__} was raised (your code first):"]
+                lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
+                lines += "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n").split("\n")
+        return lines
+
+
+# --- exercises, attempts and hints ----------------------------------------------------------------
+
+@dataclass
+class _Exercise:
+    recipe: str = ""
+    attempts: int = 0
+    last_hint: str = ""
+    last_diagnosis: str = ""
+
+
+_EXERCISES: dict[str, _Exercise] = {}
+_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("qklab_exercise", default=None)
+
+
+def current_exercise() -> str | None:
+    """The label of the exercise whose check is running, or None."""
+    return _CURRENT.get()
+
+
+def exercise(label: str, *, hint: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a check: its failures count as attempts at exercise `label`; `hint` is the recipe.
+
+    The recipe is shown by `hint(label)`, and after a second failure when no mistake is recognised.
+    """
+    _EXERCISES.setdefault(label, _Exercise()).recipe = hint
+
+    def decorate(check: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(check)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # noqa: F841  (pytest: show the message, not this frame)
+            token = _CURRENT.set(label)
+            try:
+                return check(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
+
+        wrapped.exercise_label = label  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate
+
+
+def reset_attempts() -> None:
+    """Forget every attempt and last hint (tests use it; a learner never needs it)."""
+    for ex in _EXERCISES.values():
+        ex.attempts, ex.last_hint, ex.last_diagnosis = 0, "", ""
+
+
+def _register_all_checks() -> None:
+    import qklab.checks as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"qklab.checks.{info.name}")
+
+
+def hint(label: str) -> None:
+    """Print the hint of exercise `label` (e.g. "ex-pattern"): the last failure's hint and the recipe."""
+    if label not in _EXERCISES:
+        _register_all_checks()
+    ex = _EXERCISES.get(label)
+    if ex is None:
+        known = ", ".join(sorted(_EXERCISES)) or "none"
+        print(f"There is no exercise labelled {label!r}. Known labels: {known}.")
+        return
+    lines = [f"Hints for {label}:"]
+    if ex.last_hint:
+        about = f" (it looked like {ex.last_diagnosis})" if ex.last_diagnosis else ""
+        lines.append(f"- on your last answer{about}: {ex.last_hint}")
+    if ex.recipe and ex.recipe != ex.last_hint:
+        lines.append(f"- the recipe: {ex.recipe}")
+    if len(lines) == 1:
+        lines.append("- run the check cell first; this exercise has no written recipe.")
+    print("\n".join(lines))
+
+
+def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
+          expected: Any = None, case: Case | None = None, cause: BaseException | None = None) -> ExerciseCheckError:
+    """Count the attempt and build the error: the hint only from the second failure on."""
+    label = _CURRENT.get() or name
+    ex = _EXERCISES.setdefault(label, _Exercise())
+    if fallback_hint and not ex.recipe:
+        ex.recipe = fallback_hint
+    ex.attempts += 1
+    ex.last_hint = specific_hint or fallback_hint or ex.recipe
+    ex.last_diagnosis = diagnosis
+    if ex.last_hint:
+        if ex.attempts == 1:
+            message += f'\nFor a hint, run this check again after your next try, or call qklab.checks.hint("{label}").'
+        else:
+            message += f"\nHint: {ex.last_hint}"
+            if ex.recipe and ex.recipe != ex.last_hint:
+                message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
+    err = ExerciseCheckError(message, label=_CURRENT.get(), expected=expected, case=case)
+    if cause is not None:
+        err.__cause__ = cause
+    return err
+
+
+# --- how far off: in kind, never the value ------------------------------------------------------
+
+_NAMED_FACTORS: dict[str, float] = {
+    "2": 2.0, "3": 3.0, "4": 4.0, "sqrt(2)": math.sqrt(2.0), "sqrt(3)": math.sqrt(3.0),
+    "1/ln 2 (bits instead of nats?)": 1 / math.log(2.0), "e": math.e, "pi": math.pi,
+}
+
+
+def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None) -> str:
+    """Say how `got` compares with `expected` in words ("too large, about 2x"), without `expected`.
+
+    Coarse on purpose: the words never let the reader recover the right value to the precision a
+    check asks for. `scale` is the size below which a number counts as zero; `factors` adds named
+    factors (e.g. `{"sqrt(d_h)": 2.0}`) to the ones recognised when the ratio is close to one.
+    """
+    if got == expected:
+        return "equal"
+    if not (math.isfinite(got) and math.isfinite(expected)):
+        return "different"
+    if abs(expected) <= scale:
+        return "too large" if got > expected else "too small"
+    if abs(got) <= scale:
+        return "zero, but the right value is not"
+    if (got > 0) != (expected > 0):
+        return f"of the wrong sign (the right value is {'positive' if expected > 0 else 'negative'})"
+    word = "too large" if abs(got) > abs(expected) else "too small"
+    small, big = sorted((abs(got), abs(expected)))
+    if small == 0.0 or big / small == math.inf:
+        return f"{word}, by orders of magnitude"
+    f = big / small
+    if f < 1.01:
+        size = "by less than 1 %"
+    elif f < 1.1:
+        size = "by 1 to 10 %"
+    elif f < 1.5:
+        size = "by 10 to 50 %"
+    elif f < 2.5:
+        size = "about 2x"
+    elif f < 4.0:
+        size = "3 to 4x"
+    elif f < 7.0:
+        size = "4 to 7x"
+    elif f < 15.0:
+        size = "about 10x"
+    elif f < 70.0:
+        size = "tens of times"
+    elif f < 700.0:
+        size = "hundreds of times"
+    else:
+        size = f"about 10^{round(math.log10(f))} times"
+    named = {**_NAMED_FACTORS, **(factors or {})}
+    close = [k for k, v in named.items() if abs(f / v - 1) < 0.005]
+    if close:
+        size += f" (a factor close to {close[0]})"
+    return f"{word}, {size}"
