@@ -53,7 +53,8 @@ def test_reference_and_equivalent_answers_pass(capsys):
     cc.check_tight_column(cc.tight_column)
     cc.check_tight_column(lambda A: 3.0 - 2.0 * cc.tight_column(A))  # any a y + b with a != 0
     cc.check_tight_column(lambda A: cc.tight_column(A).float())  # float32 column of 0/1: exact
-    assert capsys.readouterr().out.count("\u2713") == 3
+    cc.check_tight_column(lambda A: cc.tight_column(A).numpy())  # a numpy column
+    assert capsys.readouterr().out.count("\u2713") == 4
 
 
 @pytest.mark.parametrize("mistake", cc._TIGHT_MISTAKES, ids=lambda m: m.label)

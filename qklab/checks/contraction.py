@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -72,10 +73,12 @@ def attained_fraction(A: Tensor, y: Tensor, *, tol: float = 1e-12) -> Tensor:
 
     Where `delta(A) <= tol` (all rows equal) the bound is `spread(A y) = 0`, attained by every
     column: the fraction is 1 there. Raises `ValueError` for a column of the wrong shape, with a
-    non-finite entry, or constant (for which the bound says `0 <= 0`).
+    non-finite entry, or constant (for which the bound says `0 <= 0`); a numpy column is accepted.
     """
+    if isinstance(y, np.ndarray) and y.dtype.kind in "biuf":
+        y = torch.from_numpy(y)
     if not isinstance(y, Tensor):
-        raise ValueError(f"the column must be a torch.Tensor of shape {tuple(A.shape[:-1])}, got a {type(y).__name__}")
+        raise ValueError(f"the column must be a torch.Tensor (or numpy array) of shape {tuple(A.shape[:-1])}, got a {type(y).__name__}")
     if y.shape != A.shape[:-1]:
         raise ValueError(f"the column has shape {tuple(y.shape)}, expected {tuple(A.shape[:-1])} (one entry per key)")
     if y.is_complex():
