@@ -1,5 +1,7 @@
 """The exercise-check engine passes right answers and explains wrong ones."""
 
+import math
+
 import pytest
 import torch
 
@@ -86,3 +88,18 @@ def test_complex_outputs_are_compared_and_reported():
     check_function(ref, ref, case, name="eigenvalues", quiet=True)
     with pytest.raises(ExerciseCheckError, match=r"yours .*j"):
         check_function(lambda x: 2 * torch.linalg.eigvals(x), ref, case, name="eigenvalues")
+
+
+def test_describe_ratio_words_are_coarse():
+    from qklab.checks.core import describe_ratio
+
+    assert describe_ratio(2.0794 * 1.0005, 2.0794) == "too large, by less than 1 %"
+    assert describe_ratio(1.3, 1.0) == "too large, by 10 to 50 %"
+    assert describe_ratio(0.5, 1.0) == "too small, about 2x"
+    assert describe_ratio(3.0, 2.0794415) == "too large, by 10 to 50 % (a factor close to 1/ln 2, bits instead of nats?)"
+    assert describe_ratio(math.sqrt(2) * 0.3, 0.3) == "too large, by 10 to 50 % (a factor close to sqrt(2))"
+    assert describe_ratio(math.sqrt(2) * 0.3, 0.3, name_factor=False) == "too large, by 10 to 50 %"
+    assert describe_ratio(-1.0, 2.0) == "of the wrong sign (the right value is positive)"
+    assert describe_ratio(0.0, 2.0, scale=1e-9) == "zero, but the right value is not"
+    assert describe_ratio(1e5, 1.0) == "too large, about 10^5 times"
+    assert describe_ratio(40.0, 1.0) == "too large, tens of times"

@@ -262,7 +262,7 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
     if got_t.is_complex():
         sentence = f"{at} {_show(g)}, off by {float(err.max()):.2g} in absolute value"
     else:
-        sentence = f"{at} {_show(g)}, {describe_ratio(float(g), float(e), scale=atol)}"
+        sentence = f"{at} {_show(g)}, {describe_ratio(float(g), float(e), scale=atol, name_factor=expected.numel() == 1)}"
     if expected.numel() > 1:
         sentence += f" (the largest difference; {n_off} of {expected.numel()} values are off)"
     if not got_t.is_complex() and expected.numel() > 1:

@@ -169,17 +169,19 @@ def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallbac
 # --- how far off: in kind, never the value ------------------------------------------------------
 
 _NAMED_FACTORS: dict[str, float] = {
-    "2": 2.0, "3": 3.0, "4": 4.0, "sqrt(2)": math.sqrt(2.0), "sqrt(3)": math.sqrt(3.0),
-    "1/ln 2 (bits instead of nats?)": 1 / math.log(2.0), "e": math.e, "pi": math.pi,
+    "sqrt(2)": math.sqrt(2.0), "sqrt(3)": math.sqrt(3.0), "1/ln 2, bits instead of nats?": 1 / math.log(2.0),
+    "e": math.e, "pi": math.pi,
 }
 
 
-def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None) -> str:
+def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None,
+                   name_factor: bool = True) -> str:
     """Say how `got` compares with `expected` in words ("too large, about 2x"), without `expected`.
 
     Coarse on purpose: the words never let the reader recover the right value to the precision a
     check asks for. `scale` is the size below which a number counts as zero; `factors` adds named
-    factors (e.g. `{"sqrt(d_h)": 2.0}`) to the ones recognised when the ratio is close to one.
+    factors (e.g. `{"sqrt(d_h)": 2.0}`) to the ones recognised (within 0.5 %) when `name_factor`
+    (off for single entries of an output, where a match would be a coincidence).
     """
     if got == expected:
         return "equal"
@@ -216,7 +218,7 @@ def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: 
         size = "hundreds of times"
     else:
         size = f"about 10^{round(math.log10(f))} times"
-    named = {**_NAMED_FACTORS, **(factors or {})}
+    named = {**_NAMED_FACTORS, **(factors or {})} if name_factor else {}
     close = [k for k, v in named.items() if abs(f / v - 1) < 0.005]
     if close:
         size += f" (a factor close to {close[0]})"

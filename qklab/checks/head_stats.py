@@ -103,6 +103,7 @@ def check_head_stats(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         head_stats_reference,
         _head_cases(),
         name="head_stats",
+        axis_names=("statistic (0: m, 1: variance, 2: r, 3: kappa)",),
         mistakes=HEAD_STATS_MISTAKES,
         atol=1e-9,
         rtol=1e-7,

@@ -161,6 +161,7 @@ def check_power_step(fn: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]) -> N
         _stacked(power_step_reference),
         _power_cases(),
         name="power_step",
+        axis_names=("entry of [u_new, sigma] (the last is sigma)",),
         mistakes=[Mistake(m.label, _stacked(m.fn), m.hint) for m in POWER_MISTAKES],
         atol=1e-8,
         rtol=1e-6,

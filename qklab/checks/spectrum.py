@@ -190,6 +190,7 @@ def check_core_eigenvalues(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         mistakes=[Mistake(m.label, _sorted_complex(m.fn), m.hint) for m in CORE_MISTAKES],
         atol=1e-6,
         rtol=1e-5,
+        axis_names=("eigenvalue (sorted)", "part (0: real, 1: imaginary)"),
     )
 
 
@@ -286,6 +287,7 @@ def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         spectrum_moments_reference,
         _moment_cases(),
         name="spectrum_moments",
+        axis_names=("moment (0: mean, 1: second moment)",),
         mistakes=MOMENT_MISTAKES,
         atol=1e-5,
         rtol=1e-4,
