@@ -316,3 +316,30 @@ def test_nbval_failure_report_shows_the_message_not_the_source(tmp_path):
     out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)
     assert "your answer 3 is too large" in out and "entropy in bits" in out
     assert "def check_uniform_entropy" not in out and "mistakes[" not in out and "check_value(" not in out
+
+
+def test_bad_returns_are_named():
+    """Found while trying answers: a missing `return`, and a (m, 1) u_new that was flattened and accepted."""
+    from qklab.checks.attention import check_attention_pattern
+    from qklab.checks.power_iteration import check_power_step, power_step_reference
+
+    assert "returned None (is a `return` missing?)" in _message(check_attention_pattern, lambda X, W_Q, W_K, causal=False: None)
+
+    def column_u(W, u):
+        u_new, sigma = power_step_reference(W, u)
+        return u_new.reshape(-1, 1), sigma
+
+    assert "u_new must have shape (m,)" in _message(check_power_step, column_u)
+
+
+def test_a_global_head_width_fails():
+    """Chapter 1 defines d_h = 4 before the exercise; a pattern that uses it instead of W_Q.shape[-1] fails."""
+    from qklab.checks.attention import check_attention_pattern
+
+    def global_d_h(X, W_Q, W_K, causal=False):
+        S = (X @ W_Q) @ (X @ W_K).transpose(-2, -1) / math.sqrt(4)
+        if causal:
+            S = S.masked_fill(torch.ones(S.shape[-1], S.shape[-1]).triu(1).bool(), -math.inf)
+        return torch.softmax(S, dim=-1)
+
+    _message(check_attention_pattern, global_d_h)

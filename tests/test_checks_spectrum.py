@@ -63,7 +63,7 @@ def test_unsolved_and_malformed_answers():
         check_spectrum_moments(lambda W_Q, W_K: (_ for _ in ()).throw(NotImplementedError()))
     with pytest.raises(ExerciseCheckError, match=r"returned shape \(\), expected \(2,\)"):
         check_spectrum_moments(lambda W_Q, W_K: _moments_by_traces(W_Q, W_K)[..., 0])  # the mean alone
-    with pytest.raises(ExerciseCheckError, match="returned a NoneType"):
+    with pytest.raises(ExerciseCheckError, match="returned None"):
         check_core_eigenvalues(lambda W_Q, W_K: None)
 
 

@@ -58,6 +58,7 @@ ATTENTION_PATTERN_CASES: tuple[Case, ...] = (
     _case("5 tokens with the causal mask", (5, 6), (6, 2), seed=30, causal=True),
     _case("a batch of 2 sequences of 4 tokens, causal", (2, 4, 6), (6, 2), seed=40, causal=True),
     _case("3 heads (W_Q of shape (3, 6, 2)), 4 tokens, causal", (4, 6), (3, 6, 2), seed=50, causal=True),
+    _case("another width: d = 5, d_h = 3, 3 tokens, causal", (3, 5), (5, 3), seed=55, causal=True),
     _case("large logits (about 1e4), causal", (5, 6), (6, 2), seed=60, causal=True, token_scale=100.0),
 )
 

@@ -208,6 +208,8 @@ def _to_tensor(got: Any, like: Tensor) -> Tensor | str:
         return torch.as_tensor(np.asarray(got))
     if isinstance(got, numbers.Number) and not isinstance(got, bool) and like.ndim == 0:
         return torch.as_tensor(got)
+    if got is None:
+        return f"returned None (is a `return` missing?), expected a torch.Tensor of shape {tuple(like.shape)}"
     return f"returned a {type(got).__name__}, expected a torch.Tensor of shape {tuple(like.shape)}"
 
 

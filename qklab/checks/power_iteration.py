@@ -118,7 +118,9 @@ def _stacked(fn: Callable[..., object]) -> Callable[[Tensor, Tensor], object]:
             )
         if sigma.numel() != 1:
             raise ExerciseCheckError(f"sigma must be a single number (a 0-d tensor), got shape {tuple(sigma.shape)}")
-        return torch.cat([u_new.reshape(-1), sigma.reshape(1)])
+        if tuple(u_new.shape) != (W.shape[0],):
+            raise ExerciseCheckError(f"u_new must have shape (m,) = {(W.shape[0],)} for W of shape {tuple(W.shape)}, got {tuple(u_new.shape)}")
+        return torch.cat([u_new.reshape(-1).to(sigma.dtype if sigma.is_floating_point() else u_new.dtype), sigma.reshape(1).to(u_new.dtype)])
 
     return wrapped
 
