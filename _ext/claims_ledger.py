@@ -100,7 +100,7 @@ def _summary(claims: list[Claim]) -> nodes.paragraph:
     n_quoted, failed_quoted = count("quoted")
     quoted = (
         "all within their bands" if not failed_quoted
-        else f"{failed_quoted} outside its band (the build should have stopped there)"
+        else f"{failed_quoted} outside {'its band' if failed_quoted == 1 else 'their bands'} (the build should have stopped there)"
     )
     return _paragraph(
         nodes.strong(text=f"{len(claims)} claims"),

@@ -6,7 +6,7 @@ aborted and recorded); what the tests below assert is measured during that one v
 so that each check is its own test, named by page, and a failure says what is wrong where.
 
 A visit: load the page, wait until MathJax has typeset it (`MathJax.startup.promise`) and every
-image has loaded, take a full-page screenshot (`<artifacts>/pages/<width>/<page>.png`, as the
+image has loaded, take a full-page screenshot (`<artifacts>/pages/<width>/<page>.jpg`, as the
 reader sees the page, dropdowns closed), then open every dropdown (`<details>`, solution and
 toggle blocks) so that what they hide is measured too, and measure:
 
@@ -264,9 +264,10 @@ class Visits:
         if key not in self.reports:
             visit = self.open(path, width)
             page = visit.page
-            shot = ARTIFACTS / "pages" / str(width) / f"{_stem(path)}.png"
+            shot = ARTIFACTS / "pages" / str(width) / f"{_stem(path)}.jpg"
             shot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
+            # JPEG: a full chapter is 15-30 thousand pixels tall; PNG took twice as long to write.
+            page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=75)
             if width == WIDE:
                 page.evaluate(_OPEN_DROPDOWNS)
                 page.wait_for_timeout(100)
@@ -297,6 +298,12 @@ def _fail_if(found: list, what: str, path: str) -> None:
     assert not found, f"{path}: {what}:\n  " + "\n  ".join(map(str, found))
 
 
+def _fail_if_any(path: str, checks: list[tuple[list, str]]) -> None:
+    """One failure listing every check of `checks` (found, what) that found something."""
+    failed = [f"{what}:\n  " + "\n  ".join(map(str, found)) for found, what in checks if found]
+    assert not failed, f"{path}:\n" + "\n".join(failed)
+
+
 # --- every page at 1280 px ----------------------------------------------------------------------
 
 
@@ -313,9 +320,11 @@ def test_page_loads_offline_without_errors(visits, path):
 @pytest.mark.parametrize("path", PAGES)
 def test_math_and_markup_render(visits, path):
     report = visits.report(path, WIDE)
-    _fail_if(report["mathjax_errors"], "MathJax errors", path)
-    _fail_if(report["raw_tex"], "raw TeX in the prose (math that was not typeset)", path)
-    _fail_if(report["raw_myst"], "MyST markup shown as text", path)
+    _fail_if_any(path, [
+        (report["mathjax_errors"], "MathJax errors"),
+        (report["raw_tex"], "raw TeX in the prose (math that was not typeset)"),
+        (report["raw_myst"], "MyST markup shown as text"),
+    ])
 
 
 # The API reference renders the package's docstrings, which name chapters in plain words (they
@@ -331,11 +340,13 @@ def test_chapter_references_are_links(visits, path):
 @pytest.mark.parametrize("path", PAGES)
 def test_outputs_are_for_a_reader(visits, path):
     report = visits.report(path, WIDE)
-    _fail_if(report["bare_bools"], "bare True/False outputs", path)
-    _fail_if(report["tracebacks"], "tracebacks in outputs (a failed check shows its message, not a traceback)", path)
-    _fail_if(report["paths"], "outputs showing file paths of the machine that built the book", path)
-    _fail_if(report["warnings"], "Python warnings in outputs", path)
-    _fail_if(report["solution_markers"], "BEGIN/END SOLUTION markers shown in the code", path)
+    _fail_if_any(path, [
+        (report["bare_bools"], "bare True/False outputs"),
+        (report["tracebacks"], "tracebacks in outputs (a failed check shows its message, not a traceback)"),
+        (report["paths"], "outputs showing file paths of the machine that built the book"),
+        (report["warnings"], "Python warnings in outputs"),
+        (report["solution_markers"], "BEGIN/END SOLUTION markers shown in the code"),
+    ])
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -346,8 +357,10 @@ def test_tables_fit_the_column(visits, path):
 @pytest.mark.parametrize("path", PAGES)
 def test_figures_are_shown_near_full_size(visits, path):
     report = visits.report(path, WIDE)
-    _fail_if(report["broken_images"], "images that did not load", path)
-    _fail_if(report["figures"], f"figures shown below {FIGURE_MIN_SCALE:.0%} of their natural width (text too small)", path)
+    _fail_if_any(path, [
+        (report["broken_images"], "images that did not load"),
+        (report["figures"], f"figures shown below {FIGURE_MIN_SCALE:.0%} of their natural width (text too small)"),
+    ])
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -396,6 +409,9 @@ def test_numbering(visits, path):
         _fail_if(wrong, f"exercises not numbered within chapter {number} ('Exercise {number}.k')", path)
     else:
         assert not re.match(r"\d+(\.\d+)*\.?\s", title), f"{path}: an unnumbered page is numbered: {title!r}"
+        # "Exercise 1" on an unnumbered page reads like chapter 1's (use the exercise's :nonumber:).
+        wrong = [t for t in report["exercise_titles"] if re.match(r"Exercise \d", t)]
+        _fail_if(wrong, "numbered exercises on an unnumbered page (they read as another chapter's)", path)
 
 
 def test_claims_ledger_page(visits, built_book):
@@ -412,7 +428,7 @@ def test_claims_ledger_page(visits, built_book):
             failing_rows: rows.filter(r => /does not hold/.test(r.textContent)).length,
             marked_rows: rows.filter(r => r.classList.contains('qklab-claim-fails')).length,
             kinds: rows.filter(r => /Prediction|Quoted number/.test(r.textContent)).length,
-            chapters: rows.map(r => { const a = r.querySelector('a.reference'); return a ? a.textContent.trim() : ''; }),
+            chapters: rows.map(r => { const a = r.querySelector('td a.reference'); return a ? [a.getAttribute('href'), a.textContent.trim()] : ['', r.cells[1] ? r.cells[1].textContent.trim() : '']; }),
             failed_listed: document.querySelectorAll('.qklab-failed-claims > li').length,
             summary: (document.querySelector('.qklab-ledger-summary') || {textContent: ''}).textContent,
             first_heading: [...document.querySelectorAll('article h2')].map(h => h.textContent)[0] || '',
@@ -428,8 +444,14 @@ def test_claims_ledger_page(visits, built_book):
         f"{path}: {data['failing_rows']} claims do not hold but {data['failed_listed']} are listed above the table"
     )
     assert "did not hold" in data["first_heading"], f"{path}: the failed predictions are not the first section"
-    unnamed = sorted({c for c in data["chapters"] if not re.match(r"\d+\. \S", c)})
-    assert not unnamed, f"{path}: chapter column not as 'number. title' links: {unnamed[:5]}"
+    wrong = set()
+    for href, text in data["chapters"]:
+        m = re.search(r"(\d\d)_\w+\.html", href)
+        if not m:
+            wrong.add(f"{text!r} (not a link to a chapter)")
+        elif int(m.group(1)) > 0 and not text.startswith(f"{int(m.group(1))}. "):
+            wrong.add(f"{text!r} (links {href}: should read '{int(m.group(1))}. <title>')")
+    assert not wrong, f"{path}: chapter column not as 'number. title' links: {sorted(wrong)[:5]}"
 
 
 # --- every page at 390 px -----------------------------------------------------------------------
