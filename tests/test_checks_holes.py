@@ -131,7 +131,7 @@ def test_function_messages_show_the_readers_values_not_the_references():
     want = float(_entropy_reference(*ENTROPY_CASES[0].args))
     assert f"{want:.4g}" not in msg and f"{want:.3g}" not in msg
     assert f"{1.3 * want:.4g}" in msg  # the reader's own value may be shown
-    assert "too large, by 10 to 50 %" in msg
+    assert "too large by 10 to 50 %" in msg
 
 
 # --- 3. right answers in other types; bad returns named ------------------------------------------

@@ -64,7 +64,7 @@ def test_small_clamp_passes_and_zhai_epsilon_is_named():
     # Zhai et al.'s log(A + 1e-6) is off by up to T * 1e-6: named as a near miss, not a wrong axis.
     zhai = lambda A: -(A * torch.log(A + 1e-6)).sum(-1).mean()  # noqa: E731
     reset_attempts()
-    with pytest.raises(ExerciseCheckError, match="too small, by less than 1 %.\nThis looks like Zhai et al.'s convention"):
+    with pytest.raises(ExerciseCheckError, match="too small by less than 1 %.\nThis looks like Zhai et al.'s convention"):
         check_mean_row_entropy(zhai)
     with pytest.raises(ExerciseCheckError, match="Hint: close! This exercise asks for the exact entropy"):
         check_mean_row_entropy(zhai)

@@ -6,7 +6,7 @@ the shape, where a NaN is, or where the largest difference is and whether the re
 too large or too small, and roughly by how much) and, when the reader's output equals that of a
 known `Mistake` (found by running the mistaken variant on the same input), which mistake it looks
 like. The message never holds the reference's values: the reader's own values and the inputs
-only. A check of a number (`check_value`) says "too large, about 2x" and never the right number.
+only. A check of a number (`check_value`) says "too large by a factor of about 2" and never the right number.
 
 Hints come when the reader asks (the hint ladder):
 

@@ -8,7 +8,7 @@
   a hint; the next failure of the same exercise in the session adds the hint (the recognised
   mistake's, or the exercise's recipe); `hint("ex-label")` prints the last hint and the recipe at
   any time. `exercise(label, hint=recipe)` ties a check to its exercise.
-- `describe_ratio`: "too large, about 2x" -- how far a value is from the right one, in kind,
+- `describe_ratio`: "too large by a factor of about 2" -- how far a value is from the right one, in kind,
   never the right value.
 
 Used by the engine (`qklab.checks.core`, which re-exports these names) and by every check module.
@@ -176,7 +176,7 @@ _NAMED_FACTORS: dict[str, float] = {
 
 def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: dict[str, float] | None = None,
                    name_factor: bool = True) -> str:
-    """Say how `got` compares with `expected` in words ("too large, about 2x"), without `expected`.
+    """Say how `got` compares with `expected` in words ("too large by a factor of about 2"), without `expected`.
 
     Coarse on purpose: the words never let the reader recover the right value to the precision a
     check asks for. `scale` is the size below which a number counts as zero; `factors` adds named
@@ -190,13 +190,13 @@ def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: 
     if abs(expected) <= scale:
         return "too large" if got > expected else "too small"
     if abs(got) <= scale:
-        return "zero, but the right value is not"
+        return "too small in size (the right value is not zero)"
     if (got > 0) != (expected > 0):
         return f"of the wrong sign (the right value is {'positive' if expected > 0 else 'negative'})"
     word = "too large" if abs(got) > abs(expected) else "too small"
     small, big = sorted((abs(got), abs(expected)))
     if small == 0.0 or big / small == math.inf:
-        return f"{word}, by orders of magnitude"
+        return f"{word} by orders of magnitude"
     f = big / small
     if f < 1.01:
         size = "by less than 1 %"
@@ -205,21 +205,21 @@ def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: 
     elif f < 1.5:
         size = "by 10 to 50 %"
     elif f < 2.5:
-        size = "about 2x"
+        size = "by a factor of about 2"
     elif f < 4.0:
-        size = "3 to 4x"
+        size = "by a factor of 3 to 4"
     elif f < 7.0:
-        size = "4 to 7x"
+        size = "by a factor of 4 to 7"
     elif f < 15.0:
-        size = "about 10x"
+        size = "by a factor of about 10"
     elif f < 70.0:
-        size = "tens of times"
+        size = "by a factor of tens"
     elif f < 700.0:
-        size = "hundreds of times"
+        size = "by a factor of hundreds"
     else:
-        size = f"about 10^{round(math.log10(f))} times"
+        size = f"by a factor of about 10^{round(math.log10(f))}"
     named = {**_NAMED_FACTORS, **(factors or {})} if name_factor else {}
     close = [k for k, v in named.items() if abs(f / v - 1) < 0.005]
     if close:
         size += f" (a factor close to {close[0]})"
-    return f"{word}, {size}"
+    return f"{word} {size}"
