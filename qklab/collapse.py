@@ -357,13 +357,13 @@ def product_residuals(X: Tensor, A: Tensor, norm: Norm = "l1inf") -> Tensor:
 
 
 def dobrushin_coefficient(A: Tensor) -> Tensor:
-    """Dobrushin's ergodicity coefficient `tau(A) = max_{i,i'} ||A_i - A_i'||_1 / 2`, `(...)`.
+    """Dobrushin's ergodicity coefficient `delta(A) = max_{i,i'} ||A_i - A_i'||_1 / 2`, `(...)`.
 
     Chapter 3. For a row-stochastic `A` it lies in `[0, 1]`; 0 iff all rows are equal (uniform
-    attention gives 0), and `tau(A) = 1 - min_{i,i'} sum_j min(A_ij, A_i'j)`. Classical fact
+    attention gives 0), and `delta(A) = 1 - min_{i,i'} sum_j min(A_ij, A_i'j)`. Classical fact
     (Dobrushin 1956, see Seneta's *Non-negative Matrices and Markov Chains*): for every column
-    `y`, `max(Ay) - min(Ay) <= tau(A) (max(y) - min(y))`, so `row_spread(A X) <= tau(A)
-    row_spread(X)` and products of matrices with `tau < 1` drive the tokens together.
+    `y`, `max(Ay) - min(Ay) <= delta(A) (max(y) - min(y))`, so `row_spread(A X) <= delta(A)
+    row_spread(X)` and products of matrices with `delta < 1` drive the tokens together.
     """
     A = as_float_tensor(A, "A", min_ndim=2)
     diff = (A.unsqueeze(-2) - A.unsqueeze(-3)).abs().sum(dim=-1)  # (..., T, T): ||A_i - A_i'||_1
@@ -385,6 +385,7 @@ def correlated_tokens(
 
     One shared direction `z` per sequence; the expected pairwise cosine is about `rho` for
     large `d` (`rho = 1`: all tokens equal, complete rank collapse; `rho = 0`: i.i.d. tokens).
+    Chapter 3 writes this cosine as xi (rho is a regulariser strength in the book).
     """
     if not (0.0 <= rho <= 1.0):
         raise ValueError(f"rho must lie in [0, 1], got {rho}")
