@@ -14,7 +14,8 @@ toggle blocks) so that what they hide is measured too, and measure:
   requests to other hosts;
 - prose: the text of the article outside MathJax output, code, SVG and plotly figures, searched
   for raw TeX (`\\command`, `$`, `_{`, `^{`), MyST syntax that was not parsed (`{role}`,
-  ```` ```{ ````, `:::`, `(label)=`) and "chapter N" written as plain text instead of a link;
+  ```` ```{ ````, `:::`, `(label)=`), cross-references left unresolved, and "chapter N" written
+  as plain text instead of a link;
   MathJax error nodes (`mjx-merror`) anywhere;
 - outputs: a text output with a line that is only `True` or `False`, a traceback, a Python
   warning, or a file path of the machine that built the book; solution code still showing the
@@ -143,6 +144,10 @@ _MEASURE = r"""
   };
   out.raw_tex = hits(proseWithLinks, /\\[A-Za-z]+|\$|_\{|\^\{/g);
   out.raw_myst = hits(proseWithLinks, /\{[a-z][\w:-]*\}`?|```|:::|\([a-z][\w-]*\)=/g);
+  // A cross-reference Sphinx could not resolve is left as code text, not a link ("chapter %s").
+  article.querySelectorAll('.xref.std-numref, .xref.std-ref, .xref.std-doc, .xref.eq').forEach(x => {
+    if (!x.closest('a')) out.raw_myst.push(`unresolved reference "${x.textContent.trim()}"`);
+  });
   out.unlinked_chapters = hits(proseWithoutLinks, /\b[Cc]hapters? \d+/g);
   out.mathjax_errors = [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent).slice(0, 8);
 
@@ -502,6 +507,14 @@ _EXPLORER_STATE = """
   const gd = root.querySelector('.js-plotly-plot');
   const box = gd.getBoundingClientRect();
   const rail = root.querySelector('.slider-rail-rect').getBoundingClientRect();
+  // Titles, subplot titles, axis titles and the colour bar, as drawn (for clipping and overlaps).
+  const svg = gd.querySelector('.main-svg').getBoundingClientRect();
+  const texts = [...gd.querySelectorAll('.gtitle, .annotation-text, .g-xtitle text, .g-ytitle text, .colorbar')]
+    .map(e => { const r = e.getBoundingClientRect();
+      return {kind: e.classList.contains('colorbar') ? 'colour bar' : 'text', text: (e.textContent || '').trim().slice(0, 40),
+              left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+              clipped: r.width > 0 && (r.left < svg.left - 1 || r.right > svg.right + 1)}; })
+    .filter(t => t.right > t.left);
   return {
     right: box.right, left: box.left, width: box.width, viewport: window.innerWidth,
     rail_width: rail.width, rail_left: rail.left, rail_right: rail.right,
@@ -510,6 +523,7 @@ _EXPLORER_STATE = """
       .map(e => e.getAttribute('href') || e.getAttribute('d') || '').join('|').length,
     signature: [...gd.querySelectorAll('.heatmaplayer image, .scatterlayer path.js-line')]
       .map(e => e.getAttribute('href') || e.getAttribute('d') || '').join('|'),
+    texts: texts,
   };
 }
 """
@@ -533,6 +547,16 @@ def test_phone_chapter_7_explorer_is_usable(visits):
         f"{path}: the slider runs off the screen ({before['rail_left']:.0f}-{before['rail_right']:.0f} px of {before['viewport']})"
     )
     assert before["rail_width"] >= 150, f"{path}: the slider is {before['rail_width']:.0f} px long, too short to use"
+    texts = before["texts"]
+    clipped = [t["text"] for t in texts if t["clipped"]]
+    _fail_if(clipped, f"titles cut off at the edge of the figure at {PHONE} px", path)
+    overlaps = [
+        f"{a['text'] or a['kind']!r} over {b['text'] or b['kind']!r}"
+        for i, a in enumerate(texts) for b in texts[i + 1:]
+        if min(a["right"], b["right"]) - max(a["left"], b["left"]) > 2
+        and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 2
+    ]
+    _fail_if(overlaps, f"titles or colour bar overlapping at {PHONE} px", path)
     grip = root.locator(".slider-grip-rect").first.bounding_box()
     y = grip["y"] + grip["height"] / 2
     page.mouse.move(grip["x"] + grip["width"] / 2, y)
