@@ -104,7 +104,9 @@ _WAIT_TYPESET = """
 async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   const images = [...document.images].filter(im => !im.complete);
-  await Promise.all(images.map(im => new Promise(done => { im.onload = im.onerror = done; })));
+  images.forEach(im => { im.loading = 'eager'; });
+  const loaded = Promise.all(images.map(im => new Promise(done => { im.onload = im.onerror = done; })));
+  await Promise.race([loaded, new Promise(done => setTimeout(done, 15000))]);
   return true;
 }
 """
