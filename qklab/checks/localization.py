@@ -38,8 +38,8 @@ def _threshold(z: Tensor) -> Tensor:
 
 
 def _all_keys_threshold(z: Tensor) -> Tensor:
-    theta = (z.sum(-1, keepdim=True) - 1) / z.shape[-1]
-    return torch.clamp(z - theta, min=0)
+    zeta = (z.sum(-1, keepdim=True) - 1) / z.shape[-1]
+    return torch.clamp(z - zeta, min=0)
 
 
 def _no_minus_one(z: Tensor) -> Tensor:
@@ -65,31 +65,31 @@ def _masked_in_support(z: Tensor) -> Tensor:
     k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
     cums = finite.cumsum(-1)
     size = (1 + k * finite > cums).sum(-1, keepdim=True).clamp_min(1)
-    theta = (cums.gather(-1, size - 1) - 1) / size.to(z.dtype)
-    return torch.clamp(z - theta, min=0)
+    zeta = (cums.gather(-1, size - 1) - 1) / size.to(z.dtype)
+    return torch.clamp(z - zeta, min=0)
 
 
 SPARSEMAX_MISTAKES = [
     Mistake(
         "softmax",
         lambda z: torch.softmax(z, dim=-1),
-        "sparsemax is the Euclidean projection onto the simplex: p_j = max(z_j - theta, 0), not exp(z_j) / sum exp.",
+        "sparsemax is the Euclidean projection onto the simplex: p_j = max(z_j - zeta, 0), not exp(z_j) / sum exp.",
     ),
     Mistake(
         "a threshold computed from all keys instead of the support",
         _all_keys_threshold,
-        "theta = (sum of the k* largest z - 1) / k*, where k* is the support size found from the sorted row; "
+        "zeta = (sum of the k* largest z - 1) / k*, where k* is the support size found from the sorted row; "
         "averaging over all T keys gives rows that do not sum to 1.",
     ),
     Mistake(
-        "a threshold without the -1: theta = (sum of the k* largest) / k*",
+        "a threshold without the -1: zeta = (sum of the k* largest) / k*",
         _no_minus_one,
-        "the threshold makes the row sum to 1: sum_{j<=k*} (z_(j) - theta) = 1 gives theta = (sum_{j<=k*} z_(j) - 1) / k*.",
+        "the threshold makes the row sum to 1: sum_{j<=k*} (z_(j) - zeta) = 1 gives zeta = (sum_{j<=k*} z_(j) - 1) / k*.",
     ),
     Mistake(
         "a missing max(., 0)",
         _no_clamp,
-        "keys below the threshold get exactly 0: clamp z - theta at 0 (torch.clamp(..., min=0)).",
+        "keys below the threshold get exactly 0: clamp z - zeta at 0 (torch.clamp(..., min=0)).",
     ),
     Mistake(
         "masked (-inf) keys treated as logit 0 (they then compete for the support)",
@@ -129,7 +129,7 @@ def _sparsemax_cases() -> list[Case]:
 
 SPARSEMAX_RECIPE = (
     "sort each row in descending order, find the support size k* with 1 + k z_(k) > cumsum_k, "
-    "set theta = (cumsum_{k*} - 1) / k*, return max(z - theta, 0). For -inf entries, make sure no NaN appears "
+    "set zeta = (cumsum_{k*} - 1) / k*, return max(z - zeta, 0). For -inf entries, make sure no NaN appears "
     "(e.g. replace -inf by 0 inside the cumulative sum and keep them out of the support)."
 )
 
