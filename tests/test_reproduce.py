@@ -75,8 +75,12 @@ def test_one_point_rerun_matches_its_record(tmp_path):
     out = tmp_path / "r.jsonl"
     records = run_points(pair, out, backend="inline", progress=False)
     assert [r["status"] for r in records] == ["ok", "ok"]
-    torch.set_num_threads(1)
-    again = rp.locater_point(**pair[1]["args"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the runner's workers
+    try:
+        again = rp.locater_point(**pair[1]["args"])
+    finally:
+        torch.set_num_threads(threads)
     rec = records[1]["result"]
     for k in ("val_loss", "entropy", "qk_kappa", "recent_mass"):
         assert again[k] == pytest.approx(rec[k], rel=1e-6, abs=1e-9), k
@@ -146,7 +150,7 @@ def test_penalty_gradient_ratio():
     res = rp.penalty_gradient_ratio(cfg, data, batches=2)
     assert res["rho_star"] == pytest.approx(res["grad_loss"] / res["grad_penalty"])
     model = Transformer(cfg.__class__(**{**cfg.to_dict(), "dropout": 0.0, "attention_dropout": 0.0}), seed=0)
-    assert res["penalty"] == pytest.approx(float(locater_penalty(model)), rel=1e-6)
+    assert res["penalty"] == pytest.approx(float(locater_penalty(model).detach()), rel=1e-6)
     # the penalty's gradient w.r.t. (W_Q, W_K), computed here by hand: for the variance form
     # P = ||W||_F^2/d - (tr W / d)^2 with W = W_Q W_K^T, dP/dW = 2 W / d - 2 (tr W) I / d^2
     Wq, Wk = model.W_Q[0, 0].detach(), model.W_K[0, 0].detach()
