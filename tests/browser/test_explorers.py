@@ -1,20 +1,25 @@
-"""The book's explorers work in a real browser with no network: moving a slider redraws the figure.
+"""The book's explorers work in a real browser with no network, and a reader can read them.
 
 Each static explorer (`qklab.explore.*_static`) is a plotly figure with a slider, embedded in a
 chapter page as `<div class="qklab-explorer" data-explorer=NAME>`; plotly.js comes from the book
-itself (`_static/qklab-offline/plotly.min.js`). For every explorer on the pages below, with every
-request to a host other than 127.0.0.1 aborted, the test drags the slider's grip across the rail
-with the mouse, as a reader would, and asserts that
+itself (`_static/qklab-offline/plotly.min.js`, possibly loaded with `defer`). For every explorer
+on the pages below, with every request to a host other than 127.0.0.1 aborted:
 
-- the slider's active step and the figure's title (which states the parameter and the measured
-  entropy and residual) change;
-- what is *drawn* changes: the heatmap's rendered image and the SVG path of every line plot
-  (read from the DOM, not from plotly's data), so the attention map and the profile or curves
-  visibly move;
+- at 1280 px, the test drags the slider's grip across the rail with the mouse, as a reader would,
+  and asserts that the slider's step and the figure's title (the parameter and the measured
+  entropy and residual) change, and that what is *drawn* changes: the heatmap's rendered image
+  and the SVG path of every line plot (read from the DOM, not from plotly's data);
+- the explorer does not open at a step that shows (almost) nothing: chapter 3's opens deeper
+  than depth 1;
+- at 1280 px and at 390 px (a phone), the text of the figure is readable where it is drawn: every
+  panel title and the figure's title lie inside the figure, their rendered text is the whole
+  text (no "..." and nothing cut), no two texts overlap, and the colour bar covers no axis
+  title, tick label or panel title; at 390 px the two panels are stacked;
 - the page logged no console error, raised no JavaScript error and made no failed or non-local
   request.
 
-Screenshots of each explorer before and after the move are written to `_build/browser-artifacts/`.
+Screenshots of each explorer (before and after the move, and at 390 px) are written to
+`_build/browser-artifacts/`.
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ _DRAWN = """
     .filter(t => getComputedStyle(t).opacity !== '0' && t.style.display !== 'none')
     .map(t => [...t.querySelectorAll('path.js-line')].map(p => p.getAttribute('d')).join('|'))
     .filter(d => d.length > 0);
+  const slider = gd.layout.sliders[0];
   return {
-    active: gd.layout.sliders[0].active,
+    active: slider.active,
+    label: slider.steps[slider.active].label,
+    n_steps: slider.steps.length,
     visible: gd.data.map((t, i) => t.visible === true ? i : -1).filter(i => i >= 0),
     title: gd.layout.title.text,
     images: images,
@@ -56,10 +64,71 @@ _DRAWN = """
 }
 """
 
+# Where the figure's texts and parts are drawn (boxes relative to the figure's SVG, in px), and
+# the rendered text of the titles next to the text they were given.
+_GEOMETRY = """
+(root) => {
+  const gd = root.querySelector('.js-plotly-plot');
+  const svg = gd.querySelector('.main-svg').getBoundingClientRect();
+  const box = (el) => { const b = el.getBoundingClientRect();
+    return {x0: b.left - svg.left, y0: b.top - svg.top, x1: b.right - svg.left, y1: b.bottom - svg.top}; };
+  const panels = ['xy', 'x2y2'].map(p => box(gd.querySelector(`.draglayer .${p} .nsewdrag`)));
+  return {
+    width: svg.width, height: svg.height,
+    title: {box: box(gd.querySelector('.gtitle')), text: gd.querySelector('.gtitle').textContent,
+            given: gd.layout.title.text.replace(/<br>/g, '')},
+    panel_titles: [...gd.querySelectorAll('.annotation')].map((a, i) => ({
+      box: box(a.querySelector('.annotation-text')), text: a.querySelector('.annotation-text').textContent,
+      given: gd.layout.annotations[i].text})),
+    colorbars: [...gd.querySelectorAll('.colorbar')].map(box),
+    axis_titles: [...gd.querySelectorAll('.g-xtitle, .g-ytitle')].map(t => ({box: box(t), text: t.textContent})),
+    tick_labels: [...gd.querySelectorAll('.xtick text, .ytick text')].map(t => ({box: box(t), text: t.textContent})),
+    panels: panels,
+  };
+}
+"""
+
 
 def _assert_clean(visit, what: str) -> None:
     problems = visit.problems()
     assert not problems, f"{what}:\n" + "\n".join(problems)
+
+
+def _overlap(a: dict, b: dict, tol: float = 1.0) -> bool:
+    return a["x0"] + tol < b["x1"] and b["x0"] + tol < a["x1"] and a["y0"] + tol < b["y1"] and b["y0"] + tol < a["y1"]
+
+
+def _inside(a: dict, width: float, height: float) -> bool:
+    return a["x0"] >= -0.5 and a["y0"] >= -0.5 and a["x1"] <= width + 0.5 and a["y1"] <= height + 0.5
+
+
+def _readable(root, what: str) -> dict:
+    """Assert that the explorer's titles are whole, inside the figure, apart, and not under the colour bar."""
+    g = root.evaluate(_GEOMETRY)
+    titles = [g["title"]] + g["panel_titles"]
+    for t in titles:
+        assert t["text"] == t["given"], f"{what}: title drawn as {t['text']!r}, given {t['given']!r}"
+        assert _inside(t["box"], g["width"], g["height"]), f"{what}: title {t['text']!r} leaves the figure: {t['box']}"
+        assert t["box"]["x0"] >= 8, f"{what}: title {t['text']!r} is flush against the left edge (x = {t['box']['x0']:.0f} px)"
+    for k, (t, panel) in enumerate(zip(g["panel_titles"], g["panels"])):  # each title over its own panel
+        other = g["panels"][1 - k]
+        right = other["x0"] if other["x0"] >= panel["x1"] else g["width"]
+        assert panel["x0"] - 2 <= t["box"]["x0"] and t["box"]["x1"] <= right, (
+            f"{what}: panel title {t['text']!r} ({t['box']['x0']:.0f}-{t['box']['x1']:.0f} px) is wider than its "
+            f"panel's room ({panel['x0']:.0f}-{right:.0f} px): clipped or spilling over"
+        )
+    for i, a in enumerate(titles):
+        for b in titles[i + 1:]:
+            assert not _overlap(a["box"], b["box"]), f"{what}: titles overlap: {a['text']!r} and {b['text']!r}"
+    for bar in g["colorbars"]:
+        assert _inside(bar, g["width"], g["height"]), f"{what}: the colour bar leaves the figure: {bar}"
+        for t in g["axis_titles"] + g["tick_labels"] + g["panel_titles"]:
+            assert not _overlap(bar, t["box"]), f"{what}: the colour bar covers {t['text']!r}"
+    for t in g["axis_titles"]:
+        assert _inside(t["box"], g["width"], g["height"]), f"{what}: axis title {t['text']!r} leaves the figure"
+        for p in g["panel_titles"]:
+            assert not _overlap(t["box"], p["box"]), f"{what}: axis title {t['text']!r} under panel title {p['text']!r}"
+    return g
 
 
 def _drag_slider(page, root, fraction: float) -> None:
@@ -74,42 +143,77 @@ def _drag_slider(page, root, fraction: float) -> None:
     page.mouse.up()
 
 
+def _explorers(page, path: str):
+    explorers = page.locator(".qklab-explorer")
+    names = [explorers.nth(i).get_attribute("data-explorer") for i in range(explorers.count())]
+    assert names == EXPLORER_PAGES[path], f"{path}: expected explorers {EXPLORER_PAGES[path]}, found {names}"
+    for i in range(len(names)):
+        root = explorers.nth(i)
+        root.locator(".slider-grip-rect").first.wait_for(timeout=20_000)  # plotly has drawn the figure
+        assert root.locator("p[id$='-fallback']").first.is_hidden(), "plotly.js did not load: the fallback note shows"
+    return [(name, explorers.nth(i)) for i, name in enumerate(names)]
+
+
 @pytest.mark.parametrize("path", sorted(EXPLORER_PAGES))
 def test_explorer_slider_redraws_offline(open_page, path):
     visit = open_page(path)
     page = visit.page
     page.wait_for_load_state("networkidle")
-    explorers = page.locator(".qklab-explorer")
-    names = [explorers.nth(i).get_attribute("data-explorer") for i in range(explorers.count())]
-    assert names == EXPLORER_PAGES[path], f"{path}: expected explorers {EXPLORER_PAGES[path]}, found {names}"
     stem = re.sub(r"\W+", "_", path.removesuffix(".html"))
-    for i, name in enumerate(names):
-        root = explorers.nth(i)
-        root.locator(".slider-grip-rect").first.wait_for(timeout=20_000)  # plotly has drawn the figure
-        assert root.locator("p[id$='-fallback']").first.is_hidden(), "plotly.js did not load: the fallback note shows"
+    for name, root in _explorers(page, path):
         root.scroll_into_view_if_needed()
         before = root.evaluate(_DRAWN)
-        assert before["active"] == 0 and before["images"] + before["lines"], f"{name}: nothing drawn at step 0"
+        assert before["images"] + before["lines"], f"{name}: nothing drawn at the first step shown"
+        if name == "depth":
+            assert int(before["label"]) > 1, "chapter 3's explorer opens at depth 1 (one layer: a nearly empty plot)"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         root.screenshot(path=str(ARTIFACTS / f"{stem}-{name}-before.png"))
 
-        _drag_slider(page, root, 0.7)
+        # Drag to the first step (or to the last if it opened there): chapter 3's explorer opens
+        # where the tokens have merged, so only shallower depths change its cosine map.
+        _drag_slider(page, root, 0.02 if before["active"] > 0 else 0.98)
         page.wait_for_function(
-            "(root) => root.querySelector('.js-plotly-plot').layout.sliders[0].active > 0",
-            arg=root.element_handle(), timeout=10_000,
+            "([root, start]) => root.querySelector('.js-plotly-plot').layout.sliders[0].active !== start",
+            arg=[root.element_handle(), before["active"]], timeout=10_000,
         )
         page.wait_for_timeout(300)  # let plotly finish redrawing
         after = root.evaluate(_DRAWN)
         root.screenshot(path=str(ARTIFACTS / f"{stem}-{name}-after.png"))
 
-        assert after["active"] > 0 and after["visible"] != before["visible"], f"{name}: the slider did not switch steps"
+        assert after["active"] != before["active"] and after["visible"] != before["visible"], f"{name}: the slider did not switch steps"
         assert after["title"] != before["title"], f"{name}: the title (parameter and measurements) did not change"
         if before["images"]:
             assert after["images"] != before["images"], f"{name}: the heatmap was not redrawn"
         if before["lines"]:
             assert after["lines"] != before["lines"], f"{name}: the line plots were not redrawn"
+        _readable(root, f"{name} at 1280 px, after the move")
     visit.screenshot(stem)  # the whole page, sliders moved
     _assert_clean(visit, path)
+
+
+@pytest.mark.parametrize("path", sorted(EXPLORER_PAGES))
+def test_explorer_is_readable_at_1280_and_on_a_phone(browser, book_url, offline_tools, path):
+    stem = re.sub(r"\W+", "_", path.removesuffix(".html"))
+    for width in (1280, 390):
+        context = offline_tools.context(browser, width, 844)
+        try:
+            visit = offline_tools.watch(context.new_page())
+            visit.page.goto(f"{book_url}/{path}")
+            visit.page.wait_for_load_state("networkidle")
+            for name, root in _explorers(visit.page, path):
+                root.scroll_into_view_if_needed()
+                visit.page.wait_for_timeout(300)  # the layout for this width is applied after the first draw
+                g = _readable(root, f"{name} at {width} px")
+                assert g["width"] <= width, f"{name}: the figure ({g['width']} px) is wider than the {width} px screen"
+                top, bottom = sorted(g["panels"], key=lambda p: p["y0"])
+                if width == 390:
+                    assert top["y1"] <= bottom["y0"], f"{name}: the two panels are not stacked on a phone"
+                    root.screenshot(path=str(ARTIFACTS / f"{stem}-{name}-390px.png"))
+                else:
+                    assert top["x1"] <= bottom["x0"] or bottom["x1"] <= top["x0"], f"{name}: the panels are not side by side"
+            _assert_clean(visit, f"{path} at {width} px")
+        finally:
+            context.close()
 
 
 def test_chapter_07_typesets_math_offline(open_page):
