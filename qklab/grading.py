@@ -12,12 +12,16 @@ fails, naming the exercise), and right before a check cell runs, the names it ca
 again from the package as the chapter imports them (a learner cell that redefines the check
 function does not help). Someone who patches the package itself is not stopped.
 
-It is fast because it runs the cells only up to the last check cell. That is sound by the course's
-convention: cells after an exercise use the package's reference implementation, never the
-learner's function or value, so the rest of the chapter cannot depend on the learner's answer.
-`tests/test_exercises.py` verifies the convention on every chapter (`later_uses` is empty). What
-the learner's cells could still break is a name the chapter uses later (`T = 8` in an answer
-cell): that is reported as a warning naming the name; `--all` runs the whole notebook.
+It is fast because it runs only the cells the exercises need (`needed_cells`): the learner's cells
+(solutions and any cell the learner added), the check cells, and, for every name those use, the
+earlier cells that set it, transitively; in practice the imports. A chapter's sweeps and figures,
+and every cell after the last check, are skipped. That is sound by the course's convention: cells
+after an exercise use the package's reference implementation, never the learner's function or
+value, so the rest of the chapter cannot depend on the learner's answer, and a check calls a check
+of the package on the learner's answer only. `tests/test_exercises.py` verifies the convention on
+every chapter (`later_uses` is empty). What the learner's cells could still break is a name the
+chapter uses later (`T = 8` in an answer cell): that is reported as a warning naming the name;
+`--all` runs the whole notebook.
 
 Not in here: generating learner notebooks (`qklab.exercises`), the checks (`qklab.checks`).
 """
@@ -83,8 +87,8 @@ class Report:
         return not self.problems and all(o.status == "passed" for o in self.outcomes)
 
     def summary(self) -> str:
-        lines = [f"Checking {self.notebook}: ran {self.cells_run} of {self.cells_total} code cells "
-                 "(up to the last check; later cells do not use your answers)."]
+        lines = [f"Checking {self.notebook}: ran {self.cells_run} of its {self.cells_total} code cells "
+                 "(your cells, the checks and the cells they need; no later cell uses your answers)."]
         lines += [f"  {o.line()}" for o in self.outcomes]
         lines += [f"  problem: {p}" for p in self.problems]
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -98,7 +102,10 @@ def _plain(text: str) -> str:
 
 
 def _code_names(source: str) -> tuple[set[str], set[str]]:
-    """(names bound at the top level, names loaded anywhere) of a code cell; empty if unparsable."""
+    """(names bound at the top level, names loaded anywhere) of a code cell; empty if unparsable.
+
+    A name whose item or attribute is assigned (`X[0] = 1`, `model.w = w`) counts as bound too.
+    """
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
@@ -108,17 +115,65 @@ def _code_names(source: str) -> tuple[set[str], set[str]]:
     bound: set[str] = set()
     for stmt in tree.body:
         for node in ast.walk(stmt):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-                if not isinstance(node, ast.Lambda):
-                    bound.add(node.name)
-                if node is not stmt:
-                    break
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 bound.add(node.id)
             elif isinstance(node, ast.alias):
                 bound.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+                base = node.value
+                while isinstance(base, (ast.Subscript, ast.Attribute)):
+                    base = base.value
+                if isinstance(base, ast.Name):
+                    bound.add(base.id)
     loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     return bound, loaded
+
+
+def needed_cells(cells: Sequence[Any], required: Sequence[int]) -> list[int]:
+    """The code cells to run for the cells `required` (indices into `cells`), in order: those and,
+    for every name they use, the earlier cells that set it (the last one that binds it and any
+    that modify it in place after), transitively. Cells tagged to skip are never included.
+
+    This is how `make check-exercise` skips a chapter's sweeps and figures: a check cell calls a
+    check from the package on the learner's function, so it needs the imports and the learner's
+    cells, not the chapter's experiments.
+    """
+    names = [_code_names(source_of(c)) if c.get("cell_type") == "code" else (set(), set()) for c in cells]
+    chosen: set[int] = set()
+    todo = [i for i in required if not (SKIP_TAGS & set(tags_of(cells[i])))]
+    while todo:
+        i = todo.pop()
+        if i in chosen:
+            continue
+        chosen.add(i)
+        bound_here, loaded = names[i]
+        for name in loaded - bound_here:
+            for j in range(i - 1, -1, -1):
+                if name in names[j][0] and not (SKIP_TAGS & set(tags_of(cells[j]))):
+                    todo.append(j)
+                    if _rebinds(source_of(cells[j]), name):
+                        break
+    return sorted(chosen)
+
+
+def _rebinds(source: str, name: str) -> bool:
+    """True when a cell binds `name` anew (not only modifies it in place)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ImportError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            return True
+        if isinstance(node, ast.alias) and (node.asname or node.name).split(".")[0] == name:
+            return True
+    return False
 
 
 def solution_names(source: str) -> set[str]:
@@ -244,10 +299,19 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
 
     code = [i for i, c in enumerate(learner.cells) if c.get("cell_type") == "code"]
     last = max(check_at.values(), default=-1)
-    run = [i for i in code if (everything or i <= last) and not (SKIP_TAGS & set(tags_of(learner.cells[i])))]
+    if everything:
+        run = [i for i in code if not (SKIP_TAGS & set(tags_of(learner.cells[i])))]
+    else:
+        # The learner's cells (solutions, and any cell the learner added) and the check cells,
+        # with the chapter cells they need; nothing after the last check.
+        chapter_ids = {c.get("id") for c in chapter.cells}
+        solution_ids = {cid for ex in exercises for cid in ex.solution_ids}
+        mine = [i for i in code if i <= last and (learner.cells[i].get("id") in solution_ids
+                                                   or learner.cells[i].get("id") not in chapter_ids)]
+        run = needed_cells(learner.cells, sorted({*mine, *check_at.values()}))
     chapter_index = {c.get("id"): i for i, c in enumerate(chapter.cells)}
     report = Report(path, [], cells_run=len(run), cells_total=len(code))
-    report.warnings += _rebinding_warnings(learner, chapter, exercises, last if not everything else len(learner.cells))
+    report.warnings += _rebinding_warnings(learner, chapter, exercises)
 
     client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
@@ -296,27 +360,30 @@ def _outcome(ex: Exercise, solution_errors: list[tuple[str, str]], check_errors:
     return Outcome(ex, "error", f"the check raised {ename}: {evalue} (run the cell in Jupyter to see where)")
 
 
-def _rebinding_warnings(learner: Any, chapter: Any, exercises: list[Exercise], last: int) -> list[str]:
-    """Names that the learner's own cells bind and that chapter cells after `last` (not run) use."""
+def _rebinding_warnings(learner: Any, chapter: Any, exercises: list[Exercise]) -> list[str]:
+    """Names that the learner's own cells set and that later cells of the chapter use.
+
+    Those later cells are not run by the grader; in the notebook they would see the learner's
+    value instead of the chapter's.
+    """
     chapter_ids = {c.get("id") for c in chapter.cells}
     solution_ids = {cid for ex in exercises for cid in ex.solution_ids}
+    check_ids = {cid for ex in exercises for cid in ex.check_ids}
     by_id = {c.get("id"): c for c in chapter.cells}
-    later: set[str] = set()
-    for cell in learner.cells[last + 1:]:
-        if cell.get("cell_type") == "code" and cell.get("id") in chapter_ids:
-            later |= _code_names(source_of(cell))[1]
     out = []
-    for i, cell in enumerate(learner.cells[: last + 1]):
-        if cell.get("cell_type") != "code":
-            continue
+    for i, cell in enumerate(learner.cells):
         cid = cell.get("id")
-        if cid in chapter_ids and cid not in solution_ids:
+        if cell.get("cell_type") != "code" or (cid in chapter_ids and cid not in solution_ids):
             continue  # the chapter's own cell
+        later: set[str] = set()
+        for other in learner.cells[i + 1:]:
+            if other.get("cell_type") == "code" and other.get("id") in chapter_ids - solution_ids - check_ids:
+                later |= _code_names(source_of(other))[1]
         allowed = _code_names(source_of(by_id[cid]))[0] if cid in by_id else set()
         for name in sorted((_code_names(source_of(cell))[0] - allowed) & later):
-            out.append(f"cell {i + 1} sets `{name}`, which later cells of the chapter use; they were not "
-                       "run. If your value differs from the chapter's, rename your variable "
-                       "(or check with --all).")
+            out.append(f"cell {i + 1} sets `{name}`, which later cells of the chapter use (the check "
+                       "does not run them): if your value differs from the chapter's, rename yours "
+                       "(or run with --all / ALL=1).")
     return out
 
 

@@ -313,6 +313,7 @@ def _gradable_chapter():
         _cell("markdown", "```{exercise}\n:label: ex-a\n\n**First** (easy).\n```", "ex-a"),
         _cell("code", "a = ...\n# BEGIN SOLUTION\na = math.log(8)\n# END SOLUTION", "sol-a", tags=["solution"]),
         _cell("code", "check_value(a, math.log(8), name='a')", "chk-a", tags=["check"]),
+        _cell("code", "sweep = 1 / 0  # a slow experiment the checks do not need", "sweep"),
         _cell("markdown", "```{exercise}\n:label: ex-b\n\n**Second** (easy).\n```", "ex-b"),
         _cell("code", "def half(x):\n    # BEGIN SOLUTION\n    return x / 2\n    # END SOLUTION", "sol-b", tags=["solution"]),
         _cell("code", "check_value(half(3.0), 1.5, name='half(3)')", "chk-b", tags=["check"]),
@@ -341,8 +342,8 @@ def test_grade_reports_each_exercise_and_stops_after_the_last_check(tmp_path):
     assert lines[0] == "Exercise 5.1 First: passed"
     assert lines[1] == "Exercise 5.2 Second: not solved yet"  # the stub raised NotImplementedError
     assert lines[2].startswith("Exercise 5.3 Third: wrong: c: ")  # the check's message, no traceback
-    assert report.problems == []  # the cell after the last check did not run
-    assert report.cells_run == 7 and report.cells_total == 8
+    assert report.problems == []  # neither the sweep nor the cell after the last check ran
+    assert report.cells_run == 7 and report.cells_total == 9
     assert not report.passed
     assert "c = 6.0" not in report.summary() and "Traceback" not in report.summary()
 
@@ -361,6 +362,24 @@ def test_grade_cli_passes_a_solved_notebook_and_warns_on_a_rebound_name(tmp_path
     assert "Exercise 5.1 First: passed\n  Exercise 5.2 Second: passed\n  Exercise 5.3 Third: passed" in out
     assert "sets `T`, which later cells of the chapter use" in out
     assert "3 of 3 exercises passed" in out
+
+
+def test_needed_cells_follow_names_back_and_skip_the_rest():
+    cells = [
+        _cell("code", "import math\nimport torch", "imports"),
+        _cell("code", "X = torch.zeros(3)\nplot(X)", "x"),
+        _cell("code", "X[0] = 1.0", "mutates"),
+        _cell("code", "results = sweep(X)  # slow", "sweep"),
+        _cell("code", "Y = results * 2", "y"),
+        _cell("code", "scale = 2.0", "scale"),
+        _cell("code", "scale = math.pi", "scale2"),
+        _cell("code", "live(X)", "widget", tags=["skip-execution"]),
+        _cell("code", "def f(v):\n    return v * scale + X.sum()", "sol", tags=["solution"]),
+        _cell("code", "check(f)", "chk", tags=["check"]),
+    ]
+    # f needs scale (the last binding, which needs math) and X (bound, then modified in place)
+    assert [cells[i].id for i in grading.needed_cells(cells, [8, 9])] == [
+        "imports", "x", "mutates", "scale2", "sol", "chk"]
 
 
 def test_grade_cli_errors_on_a_missing_notebook(tmp_path, capsys):
@@ -440,12 +459,14 @@ def _solution_lines_and_values(chapter, exercise):
 
 
 def _visible_until_check(learner, exercise) -> list[tuple[int, str]]:
-    """(cell number, text) of every cell a learner sees above the exercise's check cell."""
+    """(cell number, text) of every cell a learner sees above the exercise's check cell.
+
+    Hint dropdowns are included: a hint may give a recipe, never the value or a line of code.
+    """
     ids = [c.get("id") for c in learner.cells]
     at = [ids.index(cid) for cid in exercise.check_ids if cid in ids]
     last = max(at) if at else len(ids) - 1  # no check cell: the whole notebook
-    return [(i + 1, c.source) for i, c in enumerate(learner.cells[: last + 1])
-            if not c.get("id", "").endswith(ex.HINT_SUFFIX)]
+    return [(i + 1, c.source) for i, c in enumerate(learner.cells[: last + 1])]
 
 
 def leaks(chapter_path: Path, learner) -> list[str]:
