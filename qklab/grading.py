@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -316,7 +317,7 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
     client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     check_ids = {cid for ex in exercises for cid in ex.check_ids}
-    with client.setup_kernel():
+    with client.setup_kernel(stderr=subprocess.DEVNULL):  # not the kernel's TCP warning
         for i in run:
             cell = learner.cells[i]
             if cell.get("id") in check_ids or i in check_at.values():
