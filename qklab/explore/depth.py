@@ -124,21 +124,23 @@ def depth_explorer(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, *
     """Chapter 3: matplotlib figure of `depth_view(...)`: residual per layer (top) and token
     cosines at the last layer (bottom, attention only and with skip). 6.6 in wide."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     v = depth_view(depth, qk_gain, causal, **kw)
-    fig = plt.figure(figsize=(6.6, 6.4), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.1])
-    ax_res = top.subplots()
+    fig, axd = plt.subplot_mosaic(
+        [["res", "res"], ["attn", "skip"]], figsize=(6.6, 6.8), height_ratios=[1, 1.15], layout="constrained"
+    )
+    ax_res = axd["res"]
     layers = np.arange(v.depth + 1)
     for block, res in v.residuals.items():
         ax_res.semilogy(layers, np.maximum(res, RES_FLOOR), "o-", ms=3, color=BLOCK_COLOR[block], label=BLOCK_LABEL[block])
     ax_res.set(xlabel="layer", ylabel="token residual", title="rank collapse with depth", ylim=(RES_FLOOR / 3, 2))
+    ax_res.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_res.legend(fontsize=8, loc="lower left")
-    axes = bottom.subplots(1, 2)
-    for ax, C, name in ((axes[0], v.cosine_attn, "attention only"), (axes[1], v.cosine_skip, "with skip")):
-        im = ax.imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set(title=f"token cosines, layer {v.depth}\n({name})", xlabel="token $j$", ylabel="token $i$")
-    bottom.colorbar(im, ax=axes, label="cosine similarity", shrink=0.8)
+    for key, C, name in (("attn", v.cosine_attn, "attention only"), ("skip", v.cosine_skip, "with skip")):
+        im = axd[key].imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
+        axd[key].set(title=f"token cosines, layer {v.depth}\n({name})", xlabel="token $j$", ylabel="token $i$")
+    fig.colorbar(im, ax=[axd["attn"], axd["skip"]], label="cosine similarity", shrink=0.8)
     fig.suptitle("\n".join(depth_title(v)), fontsize=9)
     return fig
 

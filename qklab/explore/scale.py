@@ -164,7 +164,7 @@ def scale_explorer(scale: float = 1.0, causal: bool = False, knob: Knob = "scale
         ax_curve.set(xlabel=r"temperature $\theta$", title="one-hot (left) to uniform (right)")
     ax_curve.set(ylim=(0, 1.05), ylabel="value")
     ax_curve.legend(fontsize=8)
-    fig.suptitle("\n".join(scale_title(v, knob)), fontsize=9)
+    fig.suptitle("\n".join(scale_title(v, knob)).replace("W_QK", "$W_{QK}$"), fontsize=9)
     return fig
 
 
@@ -219,7 +219,8 @@ def scale_static(
         ent = go.Scatter(x=x, y=slider_grid.rounded(v.sweep_entropy), mode="lines", name="entropy / uniform", line=dict(color="#1f77b4"))
         res = go.Scatter(x=x, y=slider_grid.rounded(v.sweep_residual), mode="lines", name="token residual of AX", line=dict(color="#ff7f0e"))
         here = go.Scatter(x=[value, value], y=[0, 1.05], mode="lines", name="current value", line=dict(color="black", dash="dash"))
-        steps.append((fmt(value), "<br>".join(scale_title(v, knob)), [(heat, 1), (ent, 2), (res, 2), (here, 2)]))
+        title = "<br>".join(scale_title(v, knob)).replace("W_QK", "W<sub>QK</sub>")
+        steps.append((fmt(value), title, [(heat, 1), (ent, 2), (res, 2), (here, 2)]))
     if knob == "scale":
         label, axis, panel = "logit scale 1/θ", "logit scale 1/θ", "uniform (left) to one-hot (right)"
     else:

@@ -76,7 +76,7 @@ _GEOMETRY = """
   return {
     width: svg.width, height: svg.height,
     title: {box: box(gd.querySelector('.gtitle')), text: gd.querySelector('.gtitle').textContent,
-            given: gd.layout.title.text.replace(/<br>/g, '')},
+            given: gd.layout.title.text.replace(/<[^>]+>/g, '')},
     panel_titles: [...gd.querySelectorAll('.annotation')].map((a, i) => ({
       box: box(a.querySelector('.annotation-text')), text: a.querySelector('.annotation-text').textContent,
       given: gd.layout.annotations[i].text})),
