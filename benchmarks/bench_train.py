@@ -28,6 +28,7 @@ import argparse
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from typing import Callable
@@ -167,8 +168,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=150, help="steps of the throughput runs [1]")
     ap.add_argument("--sweep-steps", type=int, default=60, help="steps of each of the 8 sweep models [2, 3]")
+    ap.add_argument("--sections", default="1,2,3,4", help="which figures, e.g. 2,3 ([3] needs [2])")
     ap.add_argument("--quick", action="store_true", help="a smoke test of the script (figures meaningless)")
     a = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # lines appear as measured, also through a pipe
+    sections = {int(x) for x in a.sections.split(",") if x.strip()}
+    if not sections <= {1, 2, 3, 4} or (3 in sections and 2 not in sections):
+        ap.error(f"--sections must list some of 1, 2, 3, 4 ([3] needs [2]), got {a.sections!r}")
     if a.quick:
         a.repeats, a.steps, a.sweep_steps = 2, 10, 5
     elif a.repeats < 5:
@@ -182,6 +188,16 @@ def main() -> None:
     B = 32
 
     # [1] one model: qklab against the plain reference, 1 thread and all cores
+    if 1 in sections:
+        section_one(a, data, mcfg, B)
+    if 2 in sections:
+        section_sweeps(a, data, mcfg, B, with_processes=3 in sections)
+    if 4 in sections:
+        section_spectrum(a)
+    report_load(load0, busy0, mine0, wall0)
+
+
+def section_one(a: argparse.Namespace, data, mcfg: ModelConfig, B: int) -> None:
     steps = a.steps
     tokens = steps * B * mcfg.seq_len
     cfg1 = TrainConfig(steps=steps, batch_size=B, log_every=steps, progress=False, device="cpu")
@@ -200,7 +216,10 @@ def main() -> None:
     print(rate_line(f"qklab, {CORES} threads", tokens, t1["qkN"], limit=CORES * one))
     print(ratio_line(f"ratio qklab / reference, {CORES} threads", t1["refN"], t1["qkN"], ">= 1.0"))
 
-    # [2] and [3]: 8 models, in one process (stacked or one after another) and in worker processes
+
+
+def section_sweeps(a: argparse.Namespace, data, mcfg: ModelConfig, B: int, with_processes: bool) -> None:
+    """[2] 8 models in one process (stacked or one after another), [3] in worker processes."""
     S = a.sweep_steps
     cfgs = grid(TrainConfig(steps=S, batch_size=B, log_every=S, progress=False, device="cpu", regularizer="locater"),
                 reg_strength=[0.0, 0.01, 0.1, 1.0], seed=[0, 1])
@@ -219,10 +238,12 @@ def main() -> None:
     cases = {"seq1": (lambda: sweep(mcfg, cfgs, data, mode="sequential"), 1),
              "stack1": (lambda: sweep(mcfg, cfgs, data, mode="stacked", progress=False), 1),
              "seqN": (lambda: sweep(mcfg, cfgs, data, mode="sequential"), CORES),
-             "stackN": (lambda: sweep(mcfg, cfgs, data, mode="stacked", progress=False), CORES),
-             "proc": (processes, 1)}
+             "stackN": (lambda: sweep(mcfg, cfgs, data, mode="stacked", progress=False), CORES)}
+    if with_processes:
+        cases["proc"] = (processes, 1)
     t2 = interleaved(cases, a.repeats)
-    limit = CORES * one  # tokens/s: every core training one model at the 1-thread rate of [1]
+    one = sweep_tokens / statistics.median(t2["seq1"])  # the 1-thread throughput of one model, these runs
+    limit = CORES * one  # tokens/s: every core training one model at its 1-thread rate
     print(f"\n[2] 8 models (4 LocAteR strengths x 2 seeds), {S} steps each, one process; limit on {CORES} cores "
           f"= {CORES} x {one:.0f} = {limit:.0f} tokens/s")
     names = {"seq1": "one after another, 1 thread", "stack1": "stacked (vmap), 1 thread",
@@ -231,6 +252,8 @@ def main() -> None:
         print(rate_line(label, sweep_tokens, t2[k], limit=limit if k.endswith("N") else one))
     print(ratio_line("stacked / one after another, 1 thread", t2["seq1"], t2["stack1"]))
     print(ratio_line(f"stacked / one after another, {CORES} thr.", t2["seqN"], t2["stackN"]))
+    if not with_processes:
+        return
     best = min(names, key=lambda k: statistics.median(t2[k]))
     print(f"\n[3] the same 8 models in {CORES} worker processes (qklab.runner, one thread each, start-up included)")
     print(rate_line(f"{CORES} processes", sweep_tokens, t2["proc"], limit=limit))
@@ -238,7 +261,9 @@ def main() -> None:
     share = sweep_tokens / statistics.median(t2["proc"]) / limit
     print(f"    share of the limit: {100 * share:.0f}%  (target >= 90%)")
 
-    # [4] spectrum statistics
+
+
+def section_spectrum(a: argparse.Namespace) -> None:
     print("\n[4] spectrum statistics (mean, variance, trace variance, scale) of W_Q W_K^T, d_h = d, 1 thread")
     for d in (128, 512):
         g = torch.Generator().manual_seed(0)
@@ -261,6 +286,9 @@ def main() -> None:
         print(f"    d = {d:3d}: trace identities {1e3 * statistics.median(tr):8.3f} ms, eigvals "
               f"{1e3 * statistics.median(t['eig']):8.2f} ms; " + ratio_line("speed-up", t["eig"], tr).strip())
 
+
+
+def report_load(load0: float, busy0: float, mine0: float, wall0: float) -> None:
     load1 = load_per_core()
     busy1, mine1, wall1 = *cpu_seconds(), time.perf_counter()
     others = ((busy1 - busy0) - (mine1 - mine0)) / (wall1 - wall0) / CORES

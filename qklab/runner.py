@@ -341,8 +341,9 @@ def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _
     def hand_out(proc: Any, conn: Any) -> None:
         i = queue.pop(0)
         tries[i] += 1
-        conn.send((points[i], keys[i]))
         busy[proc] = (conn, i)
+        with contextlib.suppress(OSError):  # a worker that died while idle: handled below as a dead worker
+            conn.send((points[i], keys[i]))
 
     pool = [start() for _ in range(min(workers, len(todo)))]
     try:
@@ -398,7 +399,8 @@ def _run_ray(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) 
         import ray
     except ImportError as err:
         raise ImportError("backend 'ray' needs Ray: pip install 'qklab[ray]'") from err
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:  # the cluster of $RAY_ADDRESS or of `ray start` on this machine, else a local one
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(num_cpus=1, num_gpus=1 if gpus >= 1 else 0, max_retries=1)(_ray_task)
@@ -417,6 +419,8 @@ def _run_ray(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) 
         for ref in pending:
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
 
 
 def _ray_task(point: dict, key: str) -> dict:
