@@ -89,7 +89,7 @@ def log_slider(value: float, lo: float, hi: float, description: str):
     value = min(max(value, lo), hi)
     return ipywidgets.FloatLogSlider(
         value=value, base=10, min=math.log10(lo), max=math.log10(hi), step=0.05,
-        description=description, continuous_update=False, readout_format=".3~g",
+        description=description, continuous_update=False, readout_format=".3",
         style={"description_width": "initial"},
     )
 
@@ -101,5 +101,5 @@ def linear_slider(value: float, lo: float, hi: float, step: float, description: 
     value = min(max(value, lo), hi)
     return ipywidgets.FloatSlider(
         value=value, min=lo, max=hi, step=step, description=description, continuous_update=False,
-        readout_format=".3~g", style={"description_width": "initial"},
+        readout_format=".3", style={"description_width": "initial"},
     )
