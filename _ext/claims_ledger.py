@@ -24,6 +24,7 @@ measurements. Not in here: what a claim is (`qklab.ledger`), the page's explanat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,36 @@ def _chapter_link(app: Any, fromdocname: str, chapter: str) -> nodes.paragraph:
     return _paragraph(nodes.reference("", chapter_title(app, target), refuri=uri, internal=True))
 
 
+_CHAPTER_WORDS = re.compile(r"\b([Cc]hapters?) (\d+)\b")
+
+
+def _chapters_by_number(app: Any) -> dict[int, str]:
+    """{3: "chapters/03_rank_collapse", ...}: the numbered chapters of the table of contents."""
+    found = {}
+    for docname, numbers in app.env.toc_secnumbers.items():
+        number = numbers.get("")
+        if docname.startswith("chapters/") and number and len(number) == 1:
+            found[number[0]] = docname
+    return found
+
+
+def _linked_text(app: Any, fromdocname: str, text: str) -> list[nodes.Node]:
+    """`text` with every "chapter N" linked to chapter N (claim statements are plain strings)."""
+    chapters = _chapters_by_number(app)
+    parts: list[nodes.Node] = []
+    at = 0
+    for match in _CHAPTER_WORDS.finditer(text):
+        target = chapters.get(int(match.group(2)))
+        if target is None:
+            continue
+        parts.append(nodes.Text(text[at:match.start()]))
+        uri = app.builder.get_relative_uri(fromdocname, target)
+        parts.append(nodes.reference("", match.group(0), refuri=uri, internal=True))
+        at = match.end()
+    parts.append(nodes.Text(text[at:]))
+    return parts
+
+
 def _verdict(c: Claim) -> nodes.paragraph:
     if c.holds:
         return _paragraph(nodes.strong(text="✔ holds"), classes=["qklab-verdict-holds"])
@@ -125,7 +156,7 @@ def _failed(app: Any, fromdocname: str, claims: list[Claim]) -> list[nodes.Node]
         item += _paragraph(
             *link.children,
             ": ",
-            c.statement,
+            *_linked_text(app, fromdocname, c.statement),
             " ",
             nodes.emphasis(text=f"({KIND_LABEL.get(c.kind, c.kind)}, {c.source})"),
             " Measured ",
@@ -157,7 +188,7 @@ def _table(app: Any, fromdocname: str, claims: list[Claim]) -> nodes.table:
             nodes.literal(text=c.id),
             classes=["qklab-claim-meta"],
         )
-        row += _cell(_paragraph(c.statement), meta)
+        row += _cell(_paragraph(*_linked_text(app, fromdocname, c.statement)), meta)
         row += _cell(_chapter_link(app, fromdocname, c.chapter))
         row += _cell(
             _paragraph(nodes.literal(text=c.measured), classes=["qklab-measured"]),

@@ -17,7 +17,8 @@ toggle blocks) so that what they hide is measured too, and measure:
   ```` ```{ ````, `:::`, `(label)=`), cross-references left unresolved, and "chapter N" written
   as plain text instead of a link;
   MathJax error nodes (`mjx-merror`) anywhere;
-- outputs: a text output with a line that is only `True` or `False`, a traceback, a Python
+- outputs: a text output with a line that is only `True` or `False`, a traceback (its frames: an
+  error output that shows only the exception's message is what a failed check should show), a Python
   warning, or a file path of the machine that built the book; solution code still showing the
   `# BEGIN SOLUTION` / `# END SOLUTION` markers;
 - tables: each table fits the article column, or sits in a box that scrolls sideways (overflow-x
@@ -164,7 +165,9 @@ _MEASURE = r"""
     const texts = pres.length ? pres.map(p => p.textContent) : [o.textContent];
     for (const text of texts) {
       if (text.split('\n').some(line => /^\s*(True|False)\s*$/.test(line))) out.bare_bools.push(text.trim().slice(0, 120));
-      if (o.classList.contains('traceback') || /Traceback \(most recent call last\)|Cell In\[\d+\]|^\s*File ".*", line \d+/m.test(text)) {
+      // An error output may show just the exception's message (a failed check in chapter 0): only
+      // the frames of a traceback are flagged.
+      if (/Traceback \(most recent call last\)|Cell In\[\d+\]|^\s*File ".*", line \d+|^-{20,}$/m.test(text)) {
         out.tracebacks.push(text.trim().slice(0, 200));
       }
       if (/\b\w*Warning: /.test(text)) out.warnings.push(text.trim().slice(0, 200));
@@ -435,7 +438,7 @@ def test_claims_ledger_page(visits, built_book):
             failing_rows: rows.filter(r => /does not hold/.test(r.textContent)).length,
             marked_rows: rows.filter(r => r.classList.contains('qklab-claim-fails')).length,
             kinds: rows.filter(r => /Prediction|Quoted number/.test(r.textContent)).length,
-            chapters: rows.map(r => { const a = r.querySelector('td a.reference'); return a ? [a.getAttribute('href'), a.textContent.trim()] : ['', r.cells[1] ? r.cells[1].textContent.trim() : '']; }),
+            chapters: rows.map(r => { const a = r.cells[1] && r.cells[1].querySelector('a.reference'); return a ? [a.getAttribute('href'), a.textContent.trim()] : ['', r.cells[1] ? r.cells[1].textContent.trim() : '']; }),
             failed_listed: document.querySelectorAll('.qklab-failed-claims > li').length,
             summary: (document.querySelector('.qklab-ledger-summary') || {textContent: ''}).textContent,
             first_heading: [...document.querySelectorAll('article h2')].map(h => h.textContent)[0] || '',
