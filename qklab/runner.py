@@ -424,10 +424,8 @@ def _run_ray(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) 
 
 
 def _ray_task(point: dict, key: str) -> dict:
-    import torch
-
-    torch.set_num_threads(1)
-    return _execute(point, key)
+    with _one_thread():
+        return _execute(point, key)
 
 
 # --- train_point: the fn of `qklab sweep` -------------------------------------------------------

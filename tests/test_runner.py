@@ -291,3 +291,68 @@ def test_ctrl_c_keeps_finished_points_and_rerun_completes(tmp_path):
     assert "done [0, 1, 2, 3]" in rerun.stdout
     starts = [line.split()[1] for line in log.read_text().splitlines()]
     assert starts == ["0", "1", "2", "3", "3"]  # only the interrupted point ran again
+
+
+# --- the ray backend's driver, against a stand-in for Ray (the real one: tests/test_ray.py) --------
+
+class FakeRay:
+    """Just enough of Ray's API for qklab.runner's driver: tasks run when `get` asks for them, and
+    `wait` hands them back last-submitted first (so records arrive out of order)."""
+
+    def __init__(self, gpus: float = 0.0, lost: set | None = None) -> None:
+        self.initialised, self.gpus, self.lost, self.tasks, self.options, self.shut = False, gpus, lost or set(), {}, None, False
+
+    def is_initialized(self):
+        return self.initialised
+
+    def init(self, **kwargs):
+        self.initialised = True
+
+    def shutdown(self):
+        self.initialised, self.shut = False, True
+
+    def cluster_resources(self):
+        return {"CPU": 2.0, **({"GPU": self.gpus} if self.gpus else {})}
+
+    def remote(self, **options):
+        self.options = options
+        fake = self
+
+        def wrap(fn):
+            class Task:
+                def remote(self, point, key):
+                    ref = object()
+                    fake.tasks[ref] = (fn, point, key)
+                    return ref
+            return Task()
+        return wrap
+
+    def wait(self, refs, num_returns=1):
+        return refs[-1:], refs[:-1]
+
+    def get(self, ref):
+        fn, point, key = self.tasks[ref]
+        if point["args"].get("x") in self.lost:
+            raise RuntimeError("WorkerCrashedError: the worker died (twice)")
+        return fn(point, key)
+
+    def cancel(self, ref, force=False):
+        pass
+
+
+@pytest.mark.parametrize("gpus", [0.0, 4.0])
+def test_ray_driver_writes_records_and_records_lost_tasks(tmp_path, monkeypatch, gpus):
+    fake = FakeRay(gpus=gpus, lost={2})
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    out, log = tmp_path / "r.jsonl", tmp_path / "calls.txt"
+    points = [pt("square", x=x, log=str(log)) for x in range(4)]
+    recs = run_points(points, out, backend="ray", progress=False)
+    assert fake.options == {"num_cpus": 1, "num_gpus": 1 if gpus else 0, "max_retries": 1}
+    assert fake.shut  # it started Ray, so it stops it
+    assert [r["status"] for r in recs] == ["ok", "ok", "error", "ok"]
+    assert "Ray could not finish this point" in recs[2]["error"] and "WorkerCrashedError" in recs[2]["error"]
+    assert [r["result"]["y"] for r in recs if r["result"]] == [0, 1, 9]
+    assert [json.loads(x)["args"]["x"] for x in out.read_text().splitlines()] == [3, 2, 1, 0]  # as they finished
+    fake.lost = set()
+    recs = run_points(points, out, backend="ray", progress=False)  # only the lost point runs again
+    assert [r["status"] for r in recs] == ["ok"] * 4 and sorted(log.read_text().split()) == ["0", "1", "2", "3"]
