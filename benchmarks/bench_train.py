@@ -169,6 +169,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150, help="steps of the throughput runs [1]")
     ap.add_argument("--sweep-steps", type=int, default=60, help="steps of each of the 8 sweep models [2, 3]")
     ap.add_argument("--sections", default="1,2,3,4", help="which figures, e.g. 2,3 ([3] needs [2])")
+    ap.add_argument("--one-thread-only", action="store_true",
+                    help="leave out the multi-thread modes of [2] (on a loaded machine they crawl: see the report)")
     ap.add_argument("--quick", action="store_true", help="a smoke test of the script (figures meaningless)")
     a = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # lines appear as measured, also through a pipe
@@ -239,6 +241,8 @@ def section_sweeps(a: argparse.Namespace, data, mcfg: ModelConfig, B: int, with_
              "stack1": (lambda: sweep(mcfg, cfgs, data, mode="stacked", progress=False), 1),
              "seqN": (lambda: sweep(mcfg, cfgs, data, mode="sequential"), CORES),
              "stackN": (lambda: sweep(mcfg, cfgs, data, mode="stacked", progress=False), CORES)}
+    if a.one_thread_only:
+        del cases["seqN"], cases["stackN"]
     if with_processes:
         cases["proc"] = (processes, 1)
     t2 = interleaved(cases, a.repeats)
@@ -248,10 +252,14 @@ def section_sweeps(a: argparse.Namespace, data, mcfg: ModelConfig, B: int, with_
           f"= {CORES} x {one:.0f} = {limit:.0f} tokens/s")
     names = {"seq1": "one after another, 1 thread", "stack1": "stacked (vmap), 1 thread",
              "seqN": f"one after another, {CORES} threads", "stackN": f"stacked (vmap), {CORES} threads"}
+    names = {k: v for k, v in names.items() if k in t2}
     for k, label in names.items():
         print(rate_line(label, sweep_tokens, t2[k], limit=limit if k.endswith("N") else one))
     print(ratio_line("stacked / one after another, 1 thread", t2["seq1"], t2["stack1"]))
-    print(ratio_line(f"stacked / one after another, {CORES} thr.", t2["seqN"], t2["stackN"]))
+    if "stackN" in t2:
+        print(ratio_line(f"stacked / one after another, {CORES} thr.", t2["seqN"], t2["stackN"]))
+    else:
+        print(f"    ({CORES}-thread modes left out: --one-thread-only)")
     if not with_processes:
         return
     best = min(names, key=lambda k: statistics.median(t2[k]))
