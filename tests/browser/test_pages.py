@@ -495,6 +495,9 @@ def test_phone_menu_opens_and_navigates(visits, path):
         links.first.wait_for(state="visible", timeout=3_000)
     except Exception:  # noqa: BLE001 - playwright's TimeoutError; say what the reader sees instead
         pytest.fail(f"{path}: the menu button did not open the table of contents at {PHONE} px")
+    shot = ARTIFACTS / "pages" / str(PHONE) / f"menu_{_stem(path)}.jpg"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), type="jpeg", quality=75)  # the opened menu, as the reader sees it
     hrefs = [links.nth(i).get_attribute("href") or "" for i in range(links.count())]
     chapters = [i for i, h in enumerate(hrefs) if re.search(r"(^|/)\d\d_\w+\.html", h) and not h.split("#")[0].endswith(here)]
     assert chapters, f"{path}: the opened menu shows no link to another chapter: {hrefs}"
