@@ -75,7 +75,7 @@ _GEOMETRY = """
   const panels = ['xy', 'x2y2'].map(p => box(gd.querySelector(`.draglayer .${p} .nsewdrag`)));
   return {
     width: svg.width, height: svg.height,
-    title: {box: box(gd.querySelector('.gtitle')), text: gd.querySelector('.gtitle').textContent,
+    title: {box: box(gd.querySelector('.gtitle')), text: gd.querySelector('.gtitle').textContent.replace(/\u200b/g, ''),
             given: gd.layout.title.text.replace(/<[^>]+>/g, '')},
     panel_titles: [...gd.querySelectorAll('.annotation')].map((a, i) => ({
       box: box(a.querySelector('.annotation-text')), text: a.querySelector('.annotation-text').textContent,
