@@ -119,7 +119,7 @@ def test_hint_before_any_attempt_and_for_an_unknown_label(capsys):
     from qklab import checks
 
     checks.hint("ex-sparsemax")
-    assert "theta" in capsys.readouterr().out
+    assert "zeta" in capsys.readouterr().out
     checks.hint("ex-no-such-exercise")
     assert "no exercise" in capsys.readouterr().out
 
