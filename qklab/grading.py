@@ -128,8 +128,25 @@ def _code_names(source: str) -> tuple[set[str], set[str]]:
                     base = base.value
                 if isinstance(base, ast.Name):
                     bound.add(base.id)
-    loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return bound, loaded
+    return bound, _global_reads(ast.unparse(tree))
+
+
+def _global_reads(code: str) -> set[str]:
+    """Names that `code` reads from the global namespace: at the top level, and inside functions,
+    lambdas and comprehensions the names that are neither parameters nor local there."""
+    import symtable
+
+    def walk(table: symtable.SymbolTable, top: bool) -> set[str]:
+        names = {sym.get_name() for sym in table.get_symbols()
+                 if sym.is_referenced() and (top or sym.is_global())}
+        for child in table.get_children():
+            names |= walk(child, False)
+        return names
+
+    try:
+        return walk(symtable.symtable(code, "<cell>", "exec"), True)
+    except SyntaxError:
+        return set()
 
 
 def needed_cells(cells: Sequence[Any], required: Sequence[int]) -> list[int]:

@@ -374,11 +374,14 @@ def test_needed_cells_follow_names_back_and_skip_the_rest():
         _cell("code", "scale = 2.0", "scale"),
         _cell("code", "scale = math.pi", "scale2"),
         _cell("code", "live(X)", "widget", tags=["skip-execution"]),
-        _cell("code", "def f(v):\n    return v * scale + X.sum()", "sol", tags=["solution"]),
+        _cell("code", "r = results[0]", "r"),
+        _cell("code", "def f(v, r=1.0):\n    return sum(v * scale * r * k for k in range(2)) + X.sum()", "sol",
+              tags=["solution"]),
         _cell("code", "check(f)", "chk", tags=["check"]),
     ]
-    # f needs scale (the last binding, which needs math) and X (bound, then modified in place)
-    assert [cells[i].id for i in grading.needed_cells(cells, [8, 9])] == [
+    # f needs scale (the last binding, which needs math) and X (bound, then modified in place);
+    # its parameter r and the comprehension's k are not the global r: the sweep is not needed.
+    assert [cells[i].id for i in grading.needed_cells(cells, [9, 10])] == [
         "imports", "x", "mutates", "scale2", "sol", "chk"]
 
 
