@@ -91,8 +91,9 @@ SCALES: dict[str, Scale] = {
                   batch_size=4, lrs={"normal": 3e-3}, rho=(1e-2, 1.0), rho_scale=(1e-1,),
                   weight_decays=(0.1,), seeds=(0, 1), log_every=3, eval_batches=1),
     # the committed CPU sweep of chapter 10 (results/locater-book.jsonl)
-    # sized by measurement: 100 points of about 20 s each on an idle core, but the machine it ran on
-    # was shared (load 10-13 on 2 cores), about 60-75 s each there; cuts: see chapter 10
+    # sized by measurement: 100 points of about 20 s each on a lightly loaded core (chapter 10's live re-run: 18 s),
+    # so about 17 min on 2 idle cores; the committed run took 58 min on a machine shared with other work (1-minute
+    # load average 12.5 on 2 cores). Cuts against the issue's wish list: see chapter 10
     "book": Scale(model=ModelConfig.paper_locater(seq_len=64).to_dict(), steps=300, batch_size=16,
                   lrs={"normal": 3e-3, "too high": 1e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
                   rho_scale=(1.0,), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=50,
