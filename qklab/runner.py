@@ -8,6 +8,7 @@ JSON-lines results file `out` and appends one record per point as soon as it fin
 (the `fn` of `qklab sweep`'s points).
 
 Backends:
+
 - `"process"` (default): worker processes started with `spawn`, one torch thread each, as many as
   there are cores unless `workers` says otherwise. A worker that dies (killed, out of memory) is
   replaced; its point is tried once more and then recorded as an error. The other points go on.
