@@ -81,16 +81,21 @@ class Exercise:
     """One exercise of a chapter: where its cells are and how the book numbers it."""
 
     label: str  # the `:label:` of its directive, e.g. "ex-pattern"
-    number: str  # as the built book numbers it: "7.1"; "1" in an unnumbered chapter
+    number: str  # as the built book numbers it: "7.1"; "1" in an unnumbered chapter; "" for :nonumber:
     title: str  # the bold text opening the statement, e.g. "Implement the attention pattern"
     difficulty: str | None  # "easy", "medium", "hard" or None when the statement does not say
     solution_ids: tuple[str, ...]  # ids of its cells tagged `solution`, in order
     check_ids: tuple[str, ...]  # ids of its cells tagged `check`, in order
 
     @property
+    def short(self) -> str:
+        """ "Exercise 7.1", or "Exercise" for an unnumbered one (`:nonumber:`)."""
+        return f"Exercise {self.number}" if self.number else "Exercise"
+
+    @property
     def name(self) -> str:
         """ "Exercise 7.1 Implement the attention pattern" """
-        return f"Exercise {self.number} {self.title}".rstrip()
+        return f"{self.short} {self.title}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ def exercises_of(chapter: Any, chapter_name: str) -> list[Exercise]:
                     "title": " ".join(title.group("title").split()) if title else "",
                     "difficulty": title.group("difficulty") if title else None,
                     "solution": [], "check": [],
+                    "numbered": not re.search(r"^[ \t]*:nonumber:", match.group("options"), re.MULTILINE),
                 })
             continue
         tags = tags_of(cell)
@@ -151,13 +157,16 @@ def exercises_of(chapter: Any, chapter_name: str) -> list[Exercise]:
             if kind in tags:
                 if not found:
                     found.append({"label": f"cell {index + 1}", "title": "", "difficulty": None,
-                                  "solution": [], "check": []})
+                                  "solution": [], "check": [], "numbered": True})
                 found[-1][kind].append(cell.get("id") or f"cell-{index + 1}")
     out = []
-    for k, item in enumerate(found, start=1):
+    k = 0
+    for item in found:
+        k += item["numbered"]  # sphinx-exercise skips :nonumber: exercises when counting
+        number = (f"{prefix}.{k}" if prefix is not None else str(k)) if item["numbered"] else ""
         out.append(Exercise(
             label=item["label"],
-            number=f"{prefix}.{k}" if prefix is not None else str(k),
+            number=number,
             title=item["title"],
             difficulty=item["difficulty"],
             solution_ids=tuple(item["solution"]),
@@ -291,15 +300,16 @@ def _escape_markdown(text: str) -> str:
 
 def hint_cell_source(exercise: Exercise, hints: Sequence[str]) -> str:
     body = "\n\n".join(_escape_markdown(h) for h in hints)
-    return f"```{{dropdown}} Hint for Exercise {exercise.number}\n{body}\n```"
+    title = f"Hint for {exercise.short}" if exercise.number else "Hint"
+    return f"```{{dropdown}} {title}\n{body}\n```"
 
 
 def _exercise_admonition(match: re.Match, exercise: Exercise | None) -> str:
     fence = match.group("fence")
     # The statement opens with its bold title, as in the book, whose box says "Exercise 7.1".
-    title = f"Exercise {exercise.number}" if exercise else "Exercise"
+    title = exercise.short if exercise else "Exercise"
     options = "".join(line + "\n" for line in match.group("options").splitlines()
-                      if not line.strip().startswith(":label:"))
+                      if not line.strip().startswith((":label:", ":nonumber:")))
     return f"{fence}{{admonition}} {title}\n:class: exercise\n{options}{match.group('body')}{fence}"
 
 
@@ -343,7 +353,7 @@ def book_index(chapters_dir: Path) -> BookIndex:
                 chapters[match.group("label")] = (
                     f"chapter {number}" if number is not None else (title.group(1).strip() if title else path.stem))
         for exercise in exercises_of(nb, path.name):
-            exercises[exercise.label] = f"Exercise {exercise.number}"
+            exercises[exercise.label] = exercise.short if exercise.number else exercise.title
     bib = chapters_dir.parent / "references.bib"
     citations = _bib_names(bib.read_text(encoding="utf-8")) if bib.is_file() else {}
     return BookIndex(chapters, exercises, citations)
@@ -417,7 +427,7 @@ def learner_notebook(chapter: Any, chapter_name: str, index: BookIndex | None = 
             cell["source"] = plain_references(src, index) if index else src
         elif cell.get("cell_type") == "code":
             exercise = by_cell.get(cell.get("id"))
-            who = f"Exercise {exercise.number}" if exercise else f"cell {number}"
+            who = exercise.short if exercise else f"cell {number}"
             if SOLUTION_TAG in tags:
                 where = f"{chapter_name}, cell {number}"
                 hints = solution_hints(source_of(cell), where) if exercise else []

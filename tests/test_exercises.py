@@ -134,6 +134,14 @@ def test_exercises_are_numbered_within_the_chapter_as_the_book_does():
     assert found[0].name == "Exercise 7.1 Write the pattern"
     # chapter 0 is not numbered in the book: its exercises are 1, 2, ...
     assert [e.number for e in ex.exercises_of(_chapter(), "00_demo.ipynb")] == ["1", "2"]
+    # an exercise marked :nonumber: has no number and does not count
+    nb = _chapter()
+    nb.cells[1].source = nb.cells[1].source.replace(":label: ex-pattern\n", ":label: ex-pattern\n:nonumber:\n")
+    found = ex.exercises_of(nb, "07_demo.ipynb")
+    assert [e.number for e in found] == ["", "7.1"] and found[0].name == "Exercise Write the pattern"
+    out = ex.learner_notebook(nb, "07_demo.ipynb")
+    assert _by_id(out, "ex").source.startswith("```{admonition} Exercise\n:class: exercise\n\n")
+    assert _by_id(out, "sol-hint").source.startswith("```{dropdown} Hint\n")
 
 
 def test_markdown_renders_in_jupyterlab_myst():
