@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from qklab.exercises import (
     CHECK_TAG,
@@ -64,7 +64,8 @@ class Outcome:
     message: str = ""
 
     def line(self) -> str:
-        head = f"{self.exercise.name}: {self.status}"
+        name = self.exercise.name.replace("$", "").replace("\\", "")  # a terminal shows no TeX
+        head = f"{name}: {self.status}"
         if not self.message:
             return head
         body = self.message.strip().replace("\n", "\n      ")
@@ -114,21 +115,32 @@ def _code_names(source: str) -> tuple[set[str], set[str]]:
     except (SyntaxError, ImportError, ValueError):
         return set(), set()
     bound: set[str] = set()
-    for stmt in tree.body:
-        for node in ast.walk(stmt):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                bound.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                bound.add(node.id)
-            elif isinstance(node, ast.alias):
-                bound.add((node.asname or node.name).split(".")[0])
-            elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store):
-                base = node.value
-                while isinstance(base, (ast.Subscript, ast.Attribute)):
-                    base = base.value
-                if isinstance(base, ast.Name):
-                    bound.add(base.id)
+    for node in _top_level_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+            base = node.value
+            while isinstance(base, (ast.Subscript, ast.Attribute)):
+                base = base.value
+            if isinstance(base, ast.Name):
+                bound.add(base.id)
     return bound, _global_reads(ast.unparse(tree))
+
+
+def _top_level_nodes(tree: ast.Module) -> Iterator[ast.AST]:
+    """Every node of a cell that runs in its global scope: a `def` or `class` is yielded, but not
+    its body (names assigned inside a function are its locals, not the notebook's)."""
+    stack: list[ast.AST] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
 def _global_reads(code: str) -> set[str]:
