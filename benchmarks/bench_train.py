@@ -39,7 +39,7 @@ from torch import nn
 
 from qklab.data import pydoc_corpus
 from qklab.model import ModelConfig
-from qklab.runner import run_points
+from qklab.runner import _start_method, run_points
 from qklab.spectrum import QK
 from qklab.sweep import grid, sweep
 from qklab.train import TrainConfig, train
@@ -263,8 +263,11 @@ def section_sweeps(a: argparse.Namespace, data, mcfg: ModelConfig, B: int, with_
     if not with_processes:
         return
     best = min(names, key=lambda k: statistics.median(t2[k]))
-    print(f"\n[3] the same 8 models in {CORES} worker processes (qklab.runner, one thread each, start-up included)")
+    print(f"\n[3] the same 8 models in {CORES} worker processes (qklab.runner, one thread each, start-up included; "
+          f"workers started by {_start_method()!r} here)")
     print(rate_line(f"{CORES} processes", sweep_tokens, t2["proc"], limit=limit))
+    print(f"    {'first repetition alone':38s} {sweep_tokens / t2['proc'][0]:9.0f} tokens/s  "
+          "(the first run_points call of this process)")
     print(ratio_line(f"processes / best one-process ({best})", t2[best], t2["proc"], ">= 1.15x"))
     share = sweep_tokens / statistics.median(t2["proc"]) / limit
     print(f"    share of the limit: {100 * share:.0f}%  (target >= 90%)")

@@ -346,11 +346,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"qklab {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during a sweep (qklab.runner.SweepTerminated)
+        from qklab.runner import SweepTerminated
+
         out = getattr(args, "out", None)
-        print(f"\nqklab {args.command}: interrupted. Finished points are in the results file"
+        how = "stopped by SIGTERM" if isinstance(err, SweepTerminated) else "interrupted"
+        print(f"\nqklab {args.command}: {how}. Finished points are in the results file"
               f"{' ' + out if out else ''}; run the same command again to continue.", file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, SweepTerminated) else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,9 +9,17 @@ JSON-lines results file `out` and appends one record per point as soon as it fin
 
 Backends:
 
-- `"process"` (default): worker processes started with `spawn`, one torch thread each, as many as
-  there are cores unless `workers` says otherwise. A worker that dies (killed, out of memory) is
-  replaced; its point is tried once more and then recorded as an error. The other points go on.
+- `"process"` (default): worker processes, one torch thread each, as many as there are cores unless
+  `workers` says otherwise. On Linux they are forked from this process when that is safe (no other
+  thread runs here and CUDA is not initialised): a fork starts in milliseconds and inherits torch,
+  already imported, and the data already loaded, as PyTorch's DataLoader workers do. Otherwise
+  they come from a `forkserver` (one clean process that imports torch once, then forks each
+  worker), or from `spawn` where there is no fork at all. Under `forkserver` and `spawn` a worker
+  imports the main script again, so a script that calls `run_points` must do so under
+  `if __name__ == "__main__":`; a worker that cannot start is an error that says so. A worker that
+  dies while running a point (killed, out of memory) is replaced; its point is tried once more and
+  then recorded as an error. The other points go on. Workers end when this process ends, even
+  when it is killed.
 - `"inline"`: this process, one torch thread (for debugging and notebooks).
 - `"ray"`: one Ray task per point on the cluster `ray.init()` connects to (`pip install qklab[ray]`),
   one GPU per task when the cluster has GPUs. Ray places and retries tasks; the driver (this
@@ -19,7 +27,8 @@ Backends:
 
 Every backend gives the same numbers for a point: each point runs with one torch thread (on CPU)
 and everything in it is seeded by its `args`. Ctrl-C stops the workers; what finished is on disk
-and running the same points again skips it. A point whose record says `"error"` is run again on the
+and running the same points again skips it; SIGTERM does the same as Ctrl-C (it raises
+`SweepTerminated`, a KeyboardInterrupt). A point whose record says `"error"` is run again on the
 next call (a fixed bug or a killed worker should not need the file edited); one with `"ok"` is not.
 
 Not here: what a point computes (`qklab.train`, `qklab.reproduce`), stacking many models in one
@@ -37,13 +46,15 @@ import json
 import os
 import platform
 import socket
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["point_key", "run_points", "read_records", "train_point", "BACKENDS"]
+__all__ = ["point_key", "run_points", "read_records", "train_point", "BACKENDS", "SweepTerminated"]
 
 BACKENDS = ("process", "inline", "ray")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -192,14 +203,19 @@ def _record(point: dict, key: str, status: str, result: dict | None, error: str 
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+class SweepTerminated(KeyboardInterrupt):
+    """Raised in `run_points` when its process gets SIGTERM: the same clean-up as Ctrl-C (workers
+    stopped, finished points kept), and a type of its own so that a CLI can exit with 143."""
+
+
 class _Sink:
     """Appends records to the results file (one line each, flushed and synced) and ticks the bar."""
 
     def __init__(self, path: Path, total: int, done: int, progress: bool) -> None:
-        from tqdm.auto import tqdm
+        from qklab._progress import progress_bar
 
         self.path, self.errors = path, 0
-        self.bar = tqdm(total=total, initial=done, disable=not progress, desc="points", unit="pt", dynamic_ncols=True)
+        self.bar = progress_bar(total=total, initial=done, disable=not progress, desc="points", unit="pt", dynamic_ncols=True)
 
     def write(self, rec: dict) -> None:
         line = (json.dumps(rec) + "\n").encode("utf-8")
@@ -244,15 +260,17 @@ def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | Non
     clean, keys, path = _validate(points, out, workers, backend)
     old = read_records(path)
     todo = [i for i, k in enumerate(keys) if old.get(k, {}).get("status") != "ok"]
+    method = _start_method() if backend == "process" else ""  # before the bar exists (see _start_method)
     sink = _Sink(path, len(clean), len(clean) - len(todo), progress)
     try:
-        if todo:
-            if backend == "inline":
-                _run_inline(clean, keys, todo, sink)
-            elif backend == "process":
-                _run_processes(clean, keys, todo, sink, workers or _cores())
-            else:
-                _run_ray(clean, keys, todo, sink)
+        with _sigterm_interrupts():
+            if todo:
+                if backend == "inline":
+                    _run_inline(clean, keys, todo, sink)
+                elif backend == "process":
+                    _run_processes(clean, keys, todo, sink, workers or _cores(), method)
+                else:
+                    _run_ray(clean, keys, todo, sink)
     finally:
         sink.close()
     records = read_records(path)
@@ -267,6 +285,24 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a sweep runs in the main thread, SIGTERM raises SweepTerminated (unless the program
+    handles SIGTERM itself): the workers are stopped and what finished stays on disk."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SweepTerminated("stopped by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -289,15 +325,61 @@ def _run_inline(points: list[dict], keys: list[str], todo: list[int], sink: _Sin
 
 # --- the process backend ------------------------------------------------------------------------
 
-def _worker_main(conn: Any) -> None:
-    """A worker process: one torch thread; runs the points it is sent until told to stop or orphaned."""
-    import signal
+_READY = "ready"  # a worker's first message: it started, torch is imported
+# What every worker needs, imported once: by this process before it forks, or by the forkserver.
+# torch._dynamo is there because torch.optim's first optimiser imports it (1-3 s).
+_PRELOAD = ["torch", "torch._dynamo", "qklab.runner", "qklab.train"]
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+def _start_method() -> str:
+    """How workers start here: "fork" on Linux when no other thread runs in this process (a fork
+    copies only the calling thread, and a lock another thread held would stay held in the child)
+    and CUDA is not initialised (CUDA cannot be used after a fork); else "forkserver" (POSIX), else
+    "spawn"."""
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_initialized()
+    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1 and not cuda:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _die_with_driver(driver: int | None) -> None:
+    """End this worker when the driver (the process running `run_points`) dies, even by SIGKILL.
+
+    Forked from the driver (`driver` is its pid): the kernel's parent-death signal (Linux). From a
+    forkserver or spawned: a thread that waits on multiprocessing's parent sentinel, which becomes
+    ready when the driver is gone (the forkserver itself lives as long as its children do)."""
+    if driver is not None:
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != driver:  # it died before the line above
+            os._exit(1)
+        return
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    sentinel = getattr(mp.parent_process(), "sentinel", None)
+    if sentinel is not None:
+        threading.Thread(target=lambda: (wait([sentinel]), os._exit(1)), daemon=True, name="qklab-driver-watch").start()
+
+
+def _worker_main(conn: Any, driver: int | None) -> None:
+    """A worker process: one torch thread; says it is ready, then runs the points it is sent until
+    told to stop (None) or the driver goes away. `driver`: the driver's pid when forked from it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fork inherits the driver's handler
+    _die_with_driver(driver)
+    os.environ.update({k: "1" for k in _THREAD_ENV})  # for whatever a point starts
     import torch
 
     torch.set_num_threads(1)
     with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
+        conn.send(_READY)
         while True:
             job = conn.recv()
             if job is None:
@@ -308,7 +390,7 @@ def _worker_main(conn: Any) -> None:
 
 @contextlib.contextmanager
 def _child_env() -> Iterator[None]:
-    """Spawned children inherit os.environ: one OpenMP/MKL thread before they import torch."""
+    """Spawned children (and a forkserver) inherit os.environ: one OpenMP/MKL thread before they import torch."""
     saved = {k: os.environ.get(k) for k in _THREAD_ENV}
     os.environ.update({k: "1" for k in _THREAD_ENV})
     try:
@@ -321,23 +403,32 @@ def _child_env() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _Sink, workers: int) -> None:
+def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _Sink, workers: int,
+                   method: str) -> None:
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context(method)
+    if method == "fork":
+        for name in _PRELOAD:  # shared by every fork, copy-on-write
+            importlib.import_module(name)
+    elif method == "forkserver":
+        ctx.set_forkserver_preload(_PRELOAD)  # used when the server starts (once per process)
+    driver = os.getpid() if method == "fork" else None
     queue = list(todo)  # point indices not yet handed out
     tries = {i: 0 for i in todo}
     busy: dict[Any, tuple[Any, int]] = {}  # process -> (its connection, the point it runs)
     idle: list[tuple[Any, Any]] = []
+    started: set[Any] = set()  # processes that said they were ready
+    failed_starts = 0
 
     def start() -> tuple[Any, Any]:
-        parent, child = ctx.Pipe()
+        conn, child = ctx.Pipe()
         with _child_env():
-            proc = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="qklab-worker")
+            proc = ctx.Process(target=_worker_main, args=(child, driver), daemon=True, name="qklab-worker")
             proc.start()
         child.close()
-        return proc, parent
+        return proc, conn
 
     def hand_out(proc: Any, conn: Any) -> None:
         i = queue.pop(0)
@@ -352,31 +443,47 @@ def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _
             hand_out(proc, conn)
         while busy:
             by_sentinel = {proc.sentinel: proc for proc in busy}
-            ready = set(wait([c for c, _ in busy.values()] + list(by_sentinel)))
+            got = set(wait([c for c, _ in busy.values()] + list(by_sentinel)))
             for proc in list(busy):
                 conn, i = busy[proc]
-                rec = None
-                if conn in ready:
+                msg = None
+                if conn in got:
                     with contextlib.suppress(EOFError, OSError):
-                        rec = conn.recv()
-                    if rec is not None:
+                        msg = conn.recv()
+                    if msg == _READY:
+                        started.add(proc)
+                        continue
+                    if msg is not None:
                         del busy[proc]
-                        sink.write(rec)
+                        sink.write(msg)
                         idle.append((proc, conn))
                         continue
-                if conn in ready or proc.sentinel in ready:  # the pipe closed without a record: it died
-                    proc.join(timeout=5)
-                    del busy[proc]
-                    conn.close()
-                    if tries[i] < 2:
-                        queue.insert(0, i)  # try once more in a fresh worker
-                    else:
-                        sink.write(_record(points[i], keys[i], "error", None,
-                                           f"the worker process running this point died twice (exit code {proc.exitcode}; "
-                                           "a negative code is the signal that killed it, e.g. -9 SIGKILL: out of memory?)",
-                                           0.0, None))
-                    if queue:
-                        idle.append(start())
+                if conn not in got and proc.sentinel not in got:
+                    continue
+                # the pipe closed without a record: the worker died
+                proc.join(timeout=5)
+                del busy[proc]
+                conn.close()
+                if proc not in started:  # it died starting up: not the point's fault
+                    tries[i] -= 1
+                    failed_starts += 1
+                    if (failed_starts >= 2 and not started) or failed_starts > 2 + workers:
+                        raise RuntimeError(
+                            f"worker processes could not start (start method {method!r}; the last exited with code "
+                            f"{proc.exitcode} before it was ready; its error is printed above). Under 'forkserver' "
+                            "and 'spawn' every worker imports the main script again, so a script must call "
+                            "run_points under `if __name__ == \"__main__\":`. backend='inline' runs the points in "
+                            "this process.")
+                    queue.insert(0, i)
+                elif tries[i] < 2:
+                    queue.insert(0, i)  # try once more in a fresh worker
+                else:
+                    sink.write(_record(points[i], keys[i], "error", None,
+                                       f"the worker process running this point died twice (exit code {proc.exitcode}; "
+                                       "a negative code is the signal that killed it, e.g. -9 SIGKILL: out of memory?)",
+                                       0.0, None))
+                if queue:
+                    idle.append(start())
             while idle and queue:
                 hand_out(*idle.pop())
     finally:

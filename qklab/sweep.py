@@ -132,7 +132,7 @@ def _kind_key(c: TrainConfig) -> tuple:
 
 
 def _train_stacked(mcfg: ModelConfig, cfgs: list[TrainConfig], data: Any, progress: bool) -> list[History]:
-    from tqdm.auto import tqdm
+    from qklab._progress import progress_bar
 
     E, c0 = len(cfgs), cfgs[0]
     device = pick_device(c0.device)
@@ -214,7 +214,7 @@ def _train_stacked(mcfg: ModelConfig, cfgs: list[TrainConfig], data: Any, progre
             writers[e].write({"type": "log", **rec})
 
     log(0, None, None)
-    bar = tqdm(total=c0.steps, disable=not progress, desc=f"sweep x{E}", leave=False)
+    bar = progress_bar(total=c0.steps, disable=not progress, desc=f"sweep x{E}", leave=False)
     for step in range(1, c0.steps + 1):
         xs, ys = zip(*(data.batch("train", c0.batch_size, mcfg.seq_len, g) for g in gens))
         x, y = torch.stack(xs).to(device), torch.stack(ys).to(device)  # (E, B, T)

@@ -411,7 +411,7 @@ def train(
     Raises:
         TrainingDiverged: on a NaN/inf loss or a blow-up, when `on_divergence="raise"`.
     """
-    from tqdm.auto import tqdm
+    from qklab._progress import progress_bar
 
     data = _data_or_default(data)
     mcfg = resolve_model_config(model_config if model_config is not None else book_config(), data)
@@ -479,7 +479,7 @@ def train(
 
     if start == 0:
         log(0, None, None)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False)
+    bar = progress_bar(total=cfg.steps, initial=start, disable=not cfg.progress, desc="train", leave=False)
     limit = cfg.divergence_factor * math.log(max(2, mcfg.vocab_size))
     model.train()
     step = start

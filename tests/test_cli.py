@@ -171,9 +171,11 @@ def test_reproduce_names_the_missing_wikitext_file(tmp_path, capsys):
     assert rc == 2 and "wiki.train.raw" in err and "wiki.valid.raw" not in err.split("lacks")[-1]
 
 
-def test_ctrl_c_then_the_same_command_resumes(tmp_path):
-    """SIGINT (what Ctrl-C sends) to `qklab sweep`: exit 130 with a note; the finished points stay and
-    the same command finishes the rest without running them again."""
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_or_sigterm_then_the_same_command_resumes(tmp_path, sig, code, said):
+    """SIGINT (what Ctrl-C sends) or SIGTERM (what `kill` and schedulers send) to `qklab sweep`: exit
+    130 or 143 with a note; the finished points stay and the same command finishes the rest without
+    running them again."""
     out = tmp_path / "r.jsonl"
     cmd = [QKLAB, "sweep", "--d-model", "16", "--seq-len", "16", "--steps", "150", "--batch-size", "8",
            "--log-every", "50", "--eval-batches", "1", "--device", "cpu", "--data", "random-walk", "--vocab-size", "6",
@@ -184,9 +186,9 @@ def test_ctrl_c_then_the_same_command_resumes(tmp_path):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "run the same command again" in err, err
+    assert proc.returncode == code and said in err and "run the same command again" in err, err
     first = read_records(out)
     assert 1 <= len(first) < 4
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

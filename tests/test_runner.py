@@ -1,8 +1,9 @@
 """qklab.runner: keys, validation before any work, streaming, resume, errors, dead workers, Ctrl-C,
 and the same numbers whatever the backend or worker count.
 
-The point functions below run in worker processes, which import this module by its name
-(`spawn` passes the parent's sys.path on); they talk to the test through files in `tmp_path`.
+The point functions below run in worker processes, which import this module by its name (forked
+workers have it already; `forkserver` and `spawn` pass the parent's sys.path on); they talk to the
+test through files in `tmp_path`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+from qklab import runner
 from qklab.runner import point_key, read_records, run_points, train_point
 
 HERE = __name__  # "test_runner" under pytest's rootdir-relative import
@@ -184,9 +187,40 @@ def test_same_records_inline_one_worker_two_workers(tmp_path):
     assert len(histories) == 4  # the points differ from each other (the check above can fail)
 
 
-def test_workers_use_one_torch_thread(tmp_path):
-    rec, = run_points([pt("torch_threads")], tmp_path / "r.jsonl", workers=1, progress=False)
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_same_records_and_one_thread_whatever_the_start_method(tmp_path, monkeypatch, method):
+    monkeypatch.setattr(runner, "_start_method", lambda: method)
+    points = tiny_train_points()
+    inline = run_points(points, tmp_path / "inline.jsonl", backend="inline", progress=False)
+    recs = run_points(points, tmp_path / f"{method}.jsonl", workers=2, progress=False)
+    assert [r["status"] for r in recs] == ["ok"] * 4, [r["error"] for r in recs]
+    assert [r["result"] for r in recs] == [r["result"] for r in inline]
+    rec, = run_points([pt("torch_threads")], tmp_path / "threads.jsonl", workers=1, progress=False)
     assert rec["result"] == {"threads": 1, "omp": "1"}
+
+
+def test_workers_fork_only_where_it_is_safe(monkeypatch):
+    """A fresh process that trained with qklab's progress bars runs no second thread, so its workers
+    fork; a thread of the program's own makes them come from a forkserver."""
+    script = textwrap.dedent("""
+        import threading
+        from qklab import runner
+        from qklab.data import RandomWalkTokens
+        from qklab.model import ModelConfig
+        from qklab.train import TrainConfig, train
+
+        train(ModelConfig(d_model=8, seq_len=8), TrainConfig(steps=3, batch_size=2, eval_batches=1), RandomWalkTokens(6))
+        print(threading.active_count(), runner._start_method())
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        print(runner._start_method())
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "fork", "forkserver"]
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # CUDA cannot be used after a fork
+    assert runner._start_method() == "forkserver"
 
 
 # --- streaming, resume, errors ------------------------------------------------------------------
@@ -261,36 +295,89 @@ def _alive(pid: int, wait_s: float = 5.0) -> bool:
     return True
 
 
-def test_ctrl_c_keeps_finished_points_and_rerun_completes(tmp_path):
-    """SIGINT to the parent of a running sweep (as Ctrl-C does); then the same command again."""
+def _driver(tmp_path: Path, seconds: list[float], workers: int, thread: bool = False) -> tuple[list[str], dict, Path, Path]:
+    """A script file that runs `slow` points (one per entry of `seconds`) through run_points, and
+    prints "done" with their results; with `thread`, it first starts a thread of its own (so that
+    workers come from a forkserver, not a fork). Returns (command, environment, results, log)."""
     out, log = tmp_path / "r.jsonl", tmp_path / "calls.txt"
-    script = textwrap.dedent(f"""
+    script = tmp_path / "sweep.py"
+    script.write_text(textwrap.dedent(f"""
+        import threading
         from qklab.runner import run_points
-        pts = [{{"fn": "{HERE}:slow", "args": {{"x": x, "log": {str(log)!r}, "seconds": 0.5 + 1.5 * (x == 3)}}}}
-               for x in range(4)]
-        recs = run_points(pts, {str(out)!r}, workers=1, progress=False)
-        print("done", [r["result"]["y"] for r in recs])
-    """)
+
+        if __name__ == "__main__":
+            if {thread}:
+                threading.Thread(target=threading.Event().wait, daemon=True).start()
+            pts = [{{"fn": "{HERE}:slow", "args": {{"x": x, "log": {str(log)!r}, "seconds": s}}}}
+                   for x, s in enumerate({seconds!r})]
+            recs = run_points(pts, {str(out)!r}, workers={workers}, progress=False)
+            print("done", [r["result"]["y"] for r in recs])
+    """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 120
-    while "start 3" not in (log.read_text() if log.exists() else ""):
+    return [sys.executable, str(script)], env, out, log
+
+
+def _starts(log: Path) -> list[str]:
+    return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not ready():
         assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
+        assert time.time() < deadline, "the driver did not get there in time"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # point 3 is running (it takes 2 s)
+
+
+@pytest.mark.parametrize("sig, raised", [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "SweepTerminated")])
+def test_ctrl_c_or_sigterm_keeps_finished_points_and_rerun_completes(tmp_path, sig, raised):
+    """SIGINT (as Ctrl-C sends) or SIGTERM (as `kill` and job schedulers send) to the parent of a
+    running sweep; then the same command again."""
+    cmd, env, out, log = _driver(tmp_path, [0.5, 0.5, 0.5, 2.0], workers=1)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, lambda: "3" in _starts(log))
+    proc.send_signal(sig)  # point 3 is running (it takes 2 s)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert proc.returncode != 0 and raised in err, err
     recs = read_records(out)
     assert sorted(r["result"]["y"] for r in recs.values()) == [0, 1, 2]
     worker = int(log.read_text().split()[-1])
     assert not _alive(worker)  # the interrupted worker was stopped, not orphaned
-    rerun = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert "done [0, 1, 2, 3]" in rerun.stdout
-    starts = [line.split()[1] for line in log.read_text().splitlines()]
-    assert starts == ["0", "1", "2", "3", "3"]  # only the interrupted point ran again
+    assert _starts(log) == ["0", "1", "2", "3", "3"]  # only the interrupted point ran again
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["fork", "forkserver"])
+def test_workers_die_with_a_killed_driver(tmp_path, thread):
+    """SIGKILL to the driver (no clean-up can run): its workers, forked from it or from a forkserver,
+    do not go on training for nobody."""
+    cmd, env, out, log = _driver(tmp_path, [60.0, 60.0], workers=2, thread=thread)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, lambda: len(_starts(log)) == 2)
+    workers = [int(line.split()[2]) for line in log.read_text().splitlines()]
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert not any(_alive(w) for w in workers)
+
+
+def test_a_script_without_the_main_guard(tmp_path):
+    """Workers from a forkserver (or spawn) import the main script again: unguarded, every one of
+    them fails to start. That is one clear error, at once, with no record written; forked workers
+    import nothing again, so without the thread the same script just runs."""
+    cmd, env, out, log = _driver(tmp_path, [0.1, 0.1, 0.1], workers=2, thread=True)
+    script = Path(cmd[1])
+    unguarded = script.read_text().replace('if __name__ == "__main__":', "if True:")
+    script.write_text(unguarded)
+    t0 = time.time()
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "worker processes could not start" in run.stderr, run.stderr
+    assert 'if __name__ == "__main__":' in run.stderr.split("could not start")[-1]
+    assert time.time() - t0 < 120 and read_records(out) == {} and not log.exists()
+    script.write_text(unguarded.replace("if True:\n        threading", "if False:\n        threading"))
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "done [0, 1, 2]" in run.stdout, run.stderr
 
 
 # --- the ray backend's driver, against a stand-in for Ray (the real one: tests/test_ray.py) --------
