@@ -11,7 +11,7 @@ Backends:
 
 - `"process"` (default): worker processes, one torch thread each, as many as there are cores unless
   `workers` says otherwise. On Linux they are forked from this process when that is safe (no other
-  thread runs here and CUDA is not initialised): a fork starts in milliseconds and inherits torch,
+  thread runs here, and torch is a CPU-only build): a fork starts in milliseconds and inherits torch,
   already imported, and the data already loaded, as PyTorch's DataLoader workers do. Otherwise
   they come from a `forkserver` (one clean process that imports torch once, then forks each
   worker), or from `spawn` where there is no fork at all. Under `forkserver` and `spawn` a worker
@@ -333,15 +333,16 @@ _PRELOAD = ["torch", "torch._dynamo", "qklab.runner", "qklab.train"]
 
 def _start_method() -> str:
     """How workers start here: "fork" on Linux when no other thread runs in this process (a fork
-    copies only the calling thread, and a lock another thread held would stay held in the child)
-    and CUDA is not initialised (CUDA cannot be used after a fork); else "forkserver" (POSIX), else
-    "spawn"."""
+    copies only the calling thread: a lock another thread held would stay held in the child) and
+    torch is a CPU-only build (in a build with CUDA or ROCm, even `torch.cuda.is_available()` in
+    this process makes the GPU unusable in a forked child); else "forkserver" (POSIX), else "spawn"."""
     import multiprocessing as mp
 
+    import torch
+
     methods = mp.get_all_start_methods()
-    torch = sys.modules.get("torch")
-    cuda = torch is not None and torch.cuda.is_initialized()
-    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1 and not cuda:
+    gpu_build = torch.version.cuda is not None or getattr(torch.version, "hip", None) is not None
+    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1 and not gpu_build:
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
 
