@@ -1,5 +1,6 @@
-"""qklab.runner: keys, validation before any work, streaming, resume, errors, dead workers, Ctrl-C,
-and the same numbers whatever the backend or worker count.
+"""qklab.runner: keys, validation before any work, streaming, resume, errors, dead workers, Ctrl-C
+and SIGTERM, a killed driver, workers that cannot start, and the same numbers whatever the backend,
+the worker count or the way workers start (fork, forkserver, spawn).
 
 The point functions below run in worker processes, which import this module by its name (forked
 workers have it already; `forkserver` and `spawn` pass the parent's sys.path on); they talk to the
