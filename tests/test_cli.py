@@ -13,6 +13,7 @@ import pytest
 
 from qklab.cli import main
 from qklab.runner import point_key, read_records
+from test_runner import sigint_as_at_a_terminal
 
 TINY = ["--d-model", "8", "--seq-len", "8", "--steps", "4", "--batch-size", "2", "--log-every", "2",
         "--eval-batches", "1", "--no-progress", "--device", "cpu"]
@@ -180,7 +181,8 @@ def test_ctrl_c_or_sigterm_then_the_same_command_resumes(tmp_path, sig, code, sa
     cmd = [QKLAB, "sweep", "--d-model", "16", "--seq-len", "16", "--steps", "150", "--batch-size", "8",
            "--log-every", "50", "--eval-batches", "1", "--device", "cpu", "--data", "random-walk", "--vocab-size", "6",
            "--reg-strengths", "0", "--seeds", "0,1,2,3", "--workers", "1", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + 240
     while not (out.exists() and out.read_text().count("\n") >= 1):
         assert proc.poll() is None, proc.communicate()

@@ -325,6 +325,12 @@ def _starts(log: Path) -> list[str]:
     return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def sigint_as_at_a_terminal() -> None:
+    """`preexec_fn` of a driver that a test will Ctrl-C: SIGINT at its default. Run in a background
+    job, this test inherits an ignored SIGINT from the shell, and so would the driver."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not ready():
@@ -338,7 +344,8 @@ def test_ctrl_c_or_sigterm_keeps_finished_points_and_rerun_completes(tmp_path, s
     """SIGINT (as Ctrl-C sends) or SIGTERM (as `kill` and job schedulers send) to the parent of a
     running sweep; then the same command again."""
     cmd, env, out, log = _driver(tmp_path, [0.5, 0.5, 0.5, 2.0], workers=1)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_at_a_terminal)
     _wait_for(proc, lambda: "3" in _starts(log))
     proc.send_signal(sig)  # point 3 is running (it takes 2 s)
     _, err = proc.communicate(timeout=60)
