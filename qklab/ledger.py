@@ -147,19 +147,35 @@ def claim(
     record = Claim(claim_id, chapter, statement, source, text, expected, holds, kind)
     folder = ledger_dir()
     if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{chapter}.json"
         fresh = chapter not in _reset_this_process  # a re-executed chapter starts a clean record
         _reset_this_process.add(chapter)
-        records = {} if fresh or not path.exists() else json.loads(path.read_text())
-        records[claim_id] = asdict(record)
-        path.write_text(json.dumps(records, indent=1, sort_keys=True))
+        _store(folder, chapter, claim_id, asdict(record), fresh)
     _show(_Verdict(record))
     if kind == "quoted" and not holds:
         raise AssertionError(
             f"quoted number {claim_id!r} left its band: measured {text}, expected {expected}. "
             f"The prose that quotes it must be rewritten. {statement}"
         )
+
+
+def _store(folder: Path, chapter: str, claim_id: str, record: dict, fresh: bool) -> None:
+    """Add one claim to `<folder>/<chapter>.json`. A chapter and its learner notebook may run at the
+    same time (nbval with two workers), so the read-modify-write holds a lock, and the file is
+    replaced in one step: a reader never sees it half written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{chapter}.json"
+    with open(folder / f".{chapter}.lock", "w") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        except ImportError:  # Windows: no lock; the replace below is still atomic
+            pass
+        records = {} if fresh or not path.exists() else json.loads(path.read_text())
+        records[claim_id] = record
+        tmp = folder / f".{chapter}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(records, indent=1, sort_keys=True))
+        os.replace(tmp, path)
 
 
 def load_claims(folder: Path) -> list[Claim]:

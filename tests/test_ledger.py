@@ -1,5 +1,10 @@
 """qklab.ledger records claims by kind, asserts only quoted numbers, and reads them back."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from qklab import ledger
@@ -49,3 +54,24 @@ def test_book_root_is_found(tmp_path, monkeypatch):
     (tmp_path / "_toc.yml").write_text("format: jb-book\n")
     (tmp_path / "chapters").mkdir()
     assert ledger.ledger_dir(tmp_path / "chapters") == tmp_path / "_build" / "claims"
+
+
+def test_two_notebooks_of_one_chapter_writing_at_once_lose_nothing(tmp_path):
+    """A chapter and its learner notebook run at the same time under nbval with two workers and
+    write the same chapter file: no reader may see it half written, no claim may be lost."""
+    script = textwrap.dedent("""
+        import sys
+        from qklab import ledger
+
+        ledger._reset_this_process.add("06_x")  # not this chapter's first claim here: keep the file
+        for i in range(150):
+            ledger.claim(f"{sys.argv[1]}{i}", kind="prediction", chapter="06_x", statement="s", source="course",
+                         measured=i, expected="-", holds=True)
+    """)
+    env = {**os.environ, "QKLAB_LEDGER_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, tag], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for tag in ("chapter-", "exercise-")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    ids = {c.id for c in ledger.load_claims(tmp_path)}
+    assert ids == {f"{tag}{i}" for tag in ("chapter-", "exercise-") for i in range(150)}
