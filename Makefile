@@ -81,9 +81,10 @@ exercises-check: $(STAMP)
 	$(PY) -m qklab.exercises check
 
 # nbval runs every chapter (solutions in place) and every learner notebook (stubs may raise only
-# in cells tagged raises-exception).
+# in cells tagged raises-exception). Their claims go to a folder of their own: the claims ledger
+# page shows what the book's own execution measured.
 notebooks: $(STAMP)
-	$(NB_ENV) $(NBVAL) chapters exercises
+	QKLAB_LEDGER_DIR=$(CURDIR)/_build/nbval-claims $(NB_ENV) $(NBVAL) chapters exercises
 
 browser: $(STAMP)
 	$(PY) -m pytest tests/browser -p no:randomly
