@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from qklab.exercises import (
     CHECK_TAG,
@@ -103,32 +104,48 @@ def _plain(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def _code_names(source: str) -> tuple[set[str], set[str]]:
-    """(names bound at the top level, names loaded anywhere) of a code cell; empty if unparsable.
+class _Names(NamedTuple):
+    """What a code cell does with names at the top level (the notebook's global scope)."""
 
-    A name whose item or attribute is assigned (`X[0] = 1`, `model.w = w`) counts as bound too.
-    """
+    rebound: frozenset[str]  # bound anew: `x = ...`, `def x`, `import x`
+    modified: frozenset[str]  # changed in place: `x[0] = 1`, `x.w = w`
+    loaded: frozenset[str]  # read from the global namespace, also inside functions
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_names(source: str) -> _Names:
+    """The names of a code cell; all empty if it does not parse."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
 
         tree = ast.parse(TransformerManager().transform_cell(source))
     except (SyntaxError, ImportError, ValueError):
-        return set(), set()
-    bound: set[str] = set()
+        return _Names(frozenset(), frozenset(), frozenset())
+    rebound: set[str] = set()
+    modified: set[str] = set()
     for node in _top_level_nodes(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
+            rebound.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            bound.add(node.id)
+            rebound.add(node.id)
         elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
+            rebound.add((node.asname or node.name).split(".")[0])
         elif isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(node.ctx, ast.Store):
             base = node.value
             while isinstance(base, (ast.Subscript, ast.Attribute)):
                 base = base.value
             if isinstance(base, ast.Name):
-                bound.add(base.id)
-    return bound, _global_reads(ast.unparse(tree))
+                modified.add(base.id)
+    return _Names(frozenset(rebound), frozenset(modified), frozenset(_global_reads(ast.unparse(tree))))
+
+
+def _code_names(source: str) -> tuple[set[str], set[str]]:
+    """(names bound at the top level, names loaded anywhere) of a code cell; empty if unparsable.
+
+    A name whose item or attribute is assigned (`X[0] = 1`, `model.w = w`) counts as bound too.
+    """
+    names = _cell_names(source)
+    return set(names.rebound | names.modified), set(names.loaded)
 
 
 def _top_level_nodes(tree: ast.Module) -> Iterator[ast.AST]:
@@ -170,7 +187,8 @@ def needed_cells(cells: Sequence[Any], required: Sequence[int]) -> list[int]:
     check from the package on the learner's function, so it needs the imports and the learner's
     cells, not the chapter's experiments.
     """
-    names = [_code_names(source_of(c)) if c.get("cell_type") == "code" else (set(), set()) for c in cells]
+    empty = _Names(frozenset(), frozenset(), frozenset())
+    names = [_cell_names(source_of(c)) if c.get("cell_type") == "code" else empty for c in cells]
     chosen: set[int] = set()
     todo = [i for i in required if not (SKIP_TAGS & set(tags_of(cells[i])))]
     while todo:
@@ -178,32 +196,14 @@ def needed_cells(cells: Sequence[Any], required: Sequence[int]) -> list[int]:
         if i in chosen:
             continue
         chosen.add(i)
-        bound_here, loaded = names[i]
-        for name in loaded - bound_here:
+        here = names[i]
+        for name in here.loaded - here.rebound - here.modified:
             for j in range(i - 1, -1, -1):
-                if name in names[j][0] and not (SKIP_TAGS & set(tags_of(cells[j]))):
+                if name in names[j].rebound | names[j].modified and not (SKIP_TAGS & set(tags_of(cells[j]))):
                     todo.append(j)
-                    if _rebinds(source_of(cells[j]), name):
+                    if name in names[j].rebound:
                         break
     return sorted(chosen)
-
-
-def _rebinds(source: str, name: str) -> bool:
-    """True when a cell binds `name` anew (not only modifies it in place)."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-
-        tree = ast.parse(TransformerManager().transform_cell(source))
-    except (SyntaxError, ImportError, ValueError):
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
-            return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
-            return True
-        if isinstance(node, ast.alias) and (node.asname or node.name).split(".")[0] == name:
-            return True
-    return False
 
 
 def solution_names(source: str) -> set[str]:
