@@ -10,9 +10,10 @@ leaves a placeholder; after every document has been read (so every chapter has e
 `doctree-resolved` event replaces it with one part of the ledger, named by the directive's
 argument (the page puts its own headings between them):
 
-- `summary`: how many claims, how many predictions and quoted numbers, how many of each hold;
+- `summary`: how many claims, how many predictions and quoted numbers, how many of each hold,
+  and how many claims named in the chapters' code did not run (a cell before them failed);
 - `failed`: every claim that did not hold (chapter, statement, measured, expected), so that the
-  failed predictions are seen first;
+  failed predictions are seen first, then every claim that did not run;
 - `table`: all claims, one row each, in four columns that fit the text column (claim with its
   kind and source; chapter as "3. Rank collapse", linked; measured and expected; verdict). Rows
   that do not hold carry the class `qklab-claim-fails` (marked in `_static/qklab.css`); long
@@ -31,7 +32,7 @@ from typing import Any
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
-from qklab.ledger import Claim, load_claims
+from qklab.ledger import Claim, claims_in_code, claims_not_run, load_claims
 
 KIND_LABEL = {"prediction": "Prediction", "quoted": "Quoted number"}
 
@@ -122,7 +123,7 @@ def _verdict(c: Claim) -> nodes.paragraph:
     return _paragraph(nodes.strong(text="✘ does not hold"), classes=["qklab-verdict-fails"])
 
 
-def _summary(claims: list[Claim]) -> nodes.paragraph:
+def _summary(claims: list[Claim], not_run: list[tuple[str, str]]) -> nodes.paragraph:
     def count(kind: str) -> tuple[int, int]:
         rows = [c for c in claims if c.kind == kind]
         return len(rows), sum(not c.holds for c in rows)
@@ -138,14 +139,26 @@ def _summary(claims: list[Claim]) -> nodes.paragraph:
         f" recorded in this build: {n_pred} predictions, of which {n_pred - failed_pred} hold and ",
         nodes.strong(text=f"{failed_pred} do not"),
         f"; {n_quoted} quoted numbers, {quoted}.",
+        *((" ", nodes.strong(text=f"{len(not_run)} claims of the chapters' code did not run"),
+           " (a cell before them failed; listed below): this build is incomplete.") if not_run else ()),
         classes=["qklab-ledger-summary"],
     )
 
 
-def _failed(app: Any, fromdocname: str, claims: list[Claim]) -> list[nodes.Node]:
+def _not_run(app: Any, fromdocname: str, not_run: list[tuple[str, str]]) -> list[nodes.Node]:
+    items = nodes.bullet_list(classes=["qklab-claims-not-run"])
+    for chapter, claim_id in not_run:
+        item = nodes.list_item()
+        item += _paragraph(*_chapter_link(app, fromdocname, chapter).children, ": ", nodes.literal(text=claim_id),
+                           " did not run.")
+        items += item
+    return [_paragraph(nodes.strong(text="Claims that did not run in this build:")), items]
+
+
+def _failed(app: Any, fromdocname: str, claims: list[Claim], not_run: list[tuple[str, str]]) -> list[nodes.Node]:
     failed = [c for c in claims if not c.holds]
     if not failed:
-        return [_paragraph("Every prediction held in this build.")]
+        return [_paragraph("Every prediction held in this build."), *(_not_run(app, fromdocname, not_run) if not_run else [])]
     # Predictions first; a quoted number out of its band stops the build, unless it was built
     # with --keep-going, and is then listed too.
     failed.sort(key=lambda c: (c.kind != "prediction", c.chapter, c.id))
@@ -164,7 +177,7 @@ def _failed(app: Any, fromdocname: str, claims: list[Claim]) -> list[nodes.Node]
             f", expected {c.expected}.",
         )
         items += item
-    return [items]
+    return [items, *(_not_run(app, fromdocname, not_run) if not_run else [])]
 
 
 def _table(app: Any, fromdocname: str, claims: list[Claim]) -> nodes.table:
@@ -203,12 +216,13 @@ def _table(app: Any, fromdocname: str, claims: list[Claim]) -> nodes.table:
 def _part(app: Any, fromdocname: str, part: str) -> list[nodes.Node]:
     folder = Path(app.srcdir) / "_build" / "claims"
     claims = load_claims(folder) if folder.is_dir() else []
+    not_run = claims_not_run(claims_in_code(Path(app.srcdir) / "chapters"), claims)
     if not claims:
         return [_paragraph("No claims were recorded in this build.")] if part == "summary" else []
     if part == "summary":
-        return [_summary(claims)]
+        return [_summary(claims, not_run)]
     if part == "failed":
-        return _failed(app, fromdocname, claims)
+        return _failed(app, fromdocname, claims, not_run)
     # The table keeps the chapters' order; its failed rows are marked (and listed above it).
     return [_table(app, fromdocname, claims)]
 

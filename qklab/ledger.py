@@ -22,11 +22,12 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Claim", "claim", "ledger_dir", "load_claims", "KINDS", "SOURCES"]
+__all__ = ["Claim", "claim", "ledger_dir", "load_claims", "claims_in_code", "claims_not_run", "KINDS", "SOURCES"]
 
 SOURCES = (
     "Bao et al. 2024",
@@ -184,3 +185,41 @@ def load_claims(folder: Path) -> list[Claim]:
     for path in sorted(folder.glob("*.json")):
         rows.extend(Claim(**r) for r in json.loads(path.read_text()).values())
     return sorted(rows, key=lambda c: (c.chapter, c.id))
+
+
+_CLAIM_CALL = re.compile(r"""\bclaim\(\s*(f?)(["'])(.+?)\2""")
+
+
+def claims_in_code(chapters: Path) -> dict[str, list[str]]:
+    """The claim ids each chapter's code cells name, read from `chapters/*.ipynb` without running
+    them: `{chapter: [id, ...]}`. An f-string id (`f"zero-eigenvalues-{name}"`) is kept as written,
+    braces included; `claims_not_run` reads it as a pattern."""
+    found = {}
+    for path in sorted(Path(chapters).glob("*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        ids = [("{f}" if f else "") + text for f, _, text in _CLAIM_CALL.findall(code)]
+        if ids:
+            found[path.stem] = list(dict.fromkeys(ids))
+    return found
+
+
+def claims_not_run(in_code: dict[str, list[str]], recorded: list[Claim]) -> list[tuple[str, str]]:
+    """`(chapter, id)` of every claim in the code (`claims_in_code`) that no record matches: the
+    claims that did not run because their cell, or one before it, failed. An f-string id matches
+    any recorded id of the same chapter with the same text outside its braces."""
+    done: dict[str, set[str]] = {}
+    for c in recorded:
+        done.setdefault(c.chapter, set()).add(c.id)
+    missing = []
+    for chapter, ids in in_code.items():
+        for written in ids:
+            if written.startswith("{f}"):
+                parts = re.split(r"\{[^}]*\}", written[3:])
+                pattern = re.compile(".+".join(map(re.escape, parts)) + r"\Z")
+                ran = any(pattern.match(i) for i in done.get(chapter, ()))
+            else:
+                ran = written in done.get(chapter, ())
+            if not ran:
+                missing.append((chapter, written.removeprefix("{f}")))
+    return missing

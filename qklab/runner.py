@@ -179,6 +179,12 @@ def _versions() -> dict:
     return versions
 
 
+def _machine() -> dict:
+    from qklab.device import machine
+
+    return machine()
+
+
 def _execute(point: dict, key: str) -> dict:
     """Run one point here and now; the record (an exception becomes `status: "error"`)."""
     t0 = time.perf_counter()
@@ -199,7 +205,7 @@ def _record(point: dict, key: str, status: str, result: dict | None, error: str 
             device: str | None) -> dict:
     return {"key": key, "fn": point["fn"], "args": point["args"], "tags": point.get("tags", {}), "status": status,
             "result": result, "error": error, "wall_s": round(wall_s, 3), "host": socket.gethostname(),
-            "device": device, "versions": _versions(),
+            "device": device, "versions": _versions(), "machine": _machine(),
             "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

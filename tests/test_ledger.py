@@ -1,9 +1,11 @@
 """qklab.ledger records claims by kind, asserts only quoted numbers, and reads them back."""
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,41 @@ def test_two_notebooks_of_one_chapter_writing_at_once_lose_nothing(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errors
     ids = {c.id for c in ledger.load_claims(tmp_path)}
     assert ids == {f"{tag}{i}" for tag in ("chapter-", "exercise-") for i in range(150)}
+
+
+def _notebook(path, *sources):
+    path.write_text(json.dumps({"cells": [{"cell_type": "code", "source": s} for s in sources]}))
+
+
+def test_claims_in_code_and_the_ones_that_did_not_run(tmp_path):
+    _notebook(tmp_path / "03_x.ipynb", 'claim("a", kind="quoted")\nx = 1', ['for n in ns:\n', '    claim(f"b-{n}", kind=k)'],
+              "claim(\n    'c', kind='prediction')")
+    _notebook(tmp_path / "04_y.ipynb", "print('no claims here')")
+    found = ledger.claims_in_code(tmp_path)
+    assert found == {"03_x": ["a", "{f}b-{n}", "c"]}
+    rec = lambda i: ledger.Claim(i, "03_x", "s", "course", "1", "e", True)  # noqa: E731
+    assert ledger.claims_not_run(found, [rec("a"), rec("b-7"), rec("c")]) == []
+    assert ledger.claims_not_run(found, [rec("a")]) == [("03_x", "b-{n}"), ("03_x", "c")]
+    assert ledger.claims_not_run(found, [rec("b-"), rec("c"), rec("a")]) == [("03_x", "b-{n}")]  # {n} is not empty
+
+
+def test_every_chapter_claim_is_found_in_the_code():
+    root = Path(__file__).resolve().parents[1]
+    found = ledger.claims_in_code(root / "chapters")
+    assert sum(map(len, found.values())) > 150 and "committed-point-reproduces" in found["10_locater"]
+
+
+def test_a_failed_chapter_is_one_line_naming_its_check():
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("execution_report", root / "_ext" / "execution_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    tb = ("\x1b[0;31m---------------------------------------------------------------------------\x1b[0m\n"
+          "\x1b[0;31mAssertionError\x1b[0m                            Traceback (most recent call last)\n"
+          "Cell \x1b[0;32mIn[43], line 12\x1b[0m\n      claim(...)\n"
+          "\x1b[0;31mAssertionError\x1b[0m: quoted number 'committed-point-reproduces' left its band: measured 0.3 seed sd\n")
+    assert report.error_line(tb) == ("AssertionError: quoted number 'committed-point-reproduces' left its band: "
+                                     "measured 0.3 seed sd")
+    assert report.error_line("") == "no traceback recorded"

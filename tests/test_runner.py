@@ -262,7 +262,7 @@ def test_a_crashing_point_is_recorded_and_the_others_finish(tmp_path, backend):
     assert [r["result"]["y"] for r in recs if r["status"] == "ok"] == [0, 1, 3]
     for r in recs:
         assert set(r) == {"key", "fn", "args", "tags", "status", "result", "error", "wall_s", "host", "device",
-                          "versions", "finished_at"}
+                          "versions", "machine", "finished_at"}
         assert "torch" in r["versions"] and r["wall_s"] >= 0
     # an errored point runs again next time (the file keeps both records)
     recs = run_points([pt("crash_if", x=x, bad=9) for x in range(4)], out, backend=backend, workers=1, progress=False)
