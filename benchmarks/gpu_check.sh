@@ -12,7 +12,7 @@
 #    models stacked against one after another (goal 8x or more)                  (timeout 200 s)
 # 3. the paper-size LocAteR grid (`qklab reproduce locater --scale paper`: the paper's model at
 #    seq 512, every arm and seed), each point cut to PAPER_STEPS steps (default 200; the full
-#    grid trains 20,000 steps a point), with its wall time                       (timeout 150 s)
+#    grid trains SCALES["paper"].steps a point, read from qklab), with its wall time (timeout 150 s)
 #    A run stopped by its timeout keeps its finished points; the same command resumes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +50,8 @@ head -3 "$OUT/locater.txt" | tee -a "$OUT/summary.txt"
 import json, sys
 from qklab.runner import read_records
 path, start, end, rc, steps = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+from qklab.reproduce import SCALES
+full = SCALES["paper"].steps  # the steps a point of the full paper-scale grid trains
 recs = read_records(path) if __import__("os").path.exists(path) else {}
 ok = [r for r in recs.values() if r["status"] == "ok"]
 wall = end - start
@@ -59,7 +61,7 @@ if ok:
     per = sorted(r["wall_s"] for r in ok)
     print(f"per point: median {per[len(per) // 2]:.1f} s, min {per[0]:.1f} s, max {per[-1]:.1f} s for {steps} steps; "
           f"devices {sorted({r['device'] for r in ok})}")
-    print(f"extrapolated (not measured) to 20,000 steps a point: about {sum(per) * 20000 / steps / 3600:.1f} GPU-process "
+    print(f"extrapolated (not measured) to {full:,} steps a point: about {sum(per) * full / steps / 3600:.1f} GPU-process "
           "hours in total, before dividing by the workers that share the GPU")
 PY
 [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || status=1

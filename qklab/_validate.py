@@ -7,10 +7,13 @@ wrong number further down.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
-__all__ = ["as_float_tensor", "check_finite", "check_same_trailing", "check_positive_int"]
+__all__ = ["as_float_tensor", "check_finite", "check_same_trailing", "check_positive_int", "check_writable_file"]
 
 
 def as_float_tensor(
@@ -76,3 +79,24 @@ def check_positive_int(value: object, name: str) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
+
+
+def check_writable_file(path: str | os.PathLike, name: str) -> Path:
+    """Raise ValueError naming `name` unless a file can be written at `path` (its folder is created
+    if missing); nothing is left behind. For output paths, checked before any work is done."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ValueError(f"{name} {str(p)!r} is a folder; give a file path")
+    blocking = next((q for q in p.parents if q.exists() and not q.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"{name} {str(p)!r} cannot be written: {str(blocking)!r} is a file, not a folder")
+    existed = p.exists()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with p.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{name} {str(p)!r} cannot be written: {err.strerror or err}") from err
+    if not existed:
+        p.unlink()
+    return p

@@ -21,6 +21,9 @@ Not here: anything a notebook would call (use `qklab.train` / `qklab.sweep` dire
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import statistics
 import sys
 import time
@@ -30,11 +33,25 @@ from typing import Any, Sequence
 __all__ = ["main", "build_parser"]
 
 
+def _finite(text: str) -> float:
+    """A finite number (argparse names the option when this fails)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from err
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _floats(text: str) -> list[float]:
     try:
-        return [float(t) for t in text.split(",") if t.strip()]
+        values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
 
 
 def _ints(text: str) -> list[int]:
@@ -56,7 +73,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-residual", action="store_true")
     g.add_argument("--no-mlp", action="store_true")
     g.add_argument("--positional", choices=["learned", "sinusoidal", "none"], default="learned")
-    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--dropout", type=_finite, default=0.0)
     g.add_argument("--init", choices=["default", "mimetic"], default="default")
     g.add_argument("--sigma-reparam", action="store_true", help="sigma-Reparam on the query and key projections")
 
@@ -66,13 +83,13 @@ def _add_train_args(p: argparse.ArgumentParser, single: bool) -> None:
     g.add_argument("--steps", type=int, default=300)
     g.add_argument("--batch-size", type=int, default=32)
     if single:
-        g.add_argument("--lr", type=float, default=3e-3)
+        g.add_argument("--lr", type=_finite, default=3e-3)
         g.add_argument("--seed", type=int, default=0)
-        g.add_argument("--reg-strength", type=float, default=0.0)
+        g.add_argument("--reg-strength", type=_finite, default=0.0)
     g.add_argument("--warmup", type=int, default=0)
     g.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--grad-clip", type=float, default=None)
+    g.add_argument("--weight-decay", type=_finite, default=0.0)
+    g.add_argument("--grad-clip", type=_finite, default=None)
     g.add_argument("--regularizer", choices=["none", "locater", "qk_l2"], default="none" if single else "locater")
     g.add_argument("--locater-form", default="variance", help="variance (default), scale, symmetric")
     g.add_argument("--locater-over", choices=["d", "d_h"], default="d")
@@ -176,13 +193,32 @@ def _summary(h) -> str:
             f"(ppl {last.get('val_ppl', float('nan')):.2f}), attention entropy {last.get('entropy', float('nan')):.3f} nats")
 
 
+_GRID_OPTIONS = {"reg_strength": "reg-strengths", "lr": "lrs", "seed": "seeds"}  # sweep's axes
+
+
+def _option_names(err: Exception, command: str = "train") -> str:
+    """The error's message with the library's names of settings (`TrainConfig.weight_decay`,
+    `resume`) replaced by the options a user typed (`--weight-decay`, `--resume`)."""
+    def option(m: re.Match) -> str:
+        name = _GRID_OPTIONS.get(m.group(1), m.group(1)) if command == "sweep" else m.group(1)
+        return "--" + name.replace("_", "-")
+
+    text = re.sub(r"TrainConfig\.(\w+)", option, str(err))
+    return re.sub(r"^resume\b", "--resume", text)
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
+    from qklab._validate import check_writable_file
     from qklab.train import TrainingDiverged, train
 
-    out = a.out or f"qklab-runs/train-{_stamp()}.jsonl"
-    cfg = _train_config(a, lr=a.lr, seed=a.seed, reg_strength=a.reg_strength, out=out, checkpoint=a.checkpoint,
-                        checkpoint_every=a.checkpoint_every)
+    a.out = out = _out_path(a.out, f"qklab-runs/train-{_stamp()}.jsonl")
+    if a.checkpoint is not None:
+        a.checkpoint = str(check_writable_file(a.checkpoint, "--checkpoint").resolve())
+    if a.resume is not None and not Path(a.resume).expanduser().is_file():
+        raise ValueError(f"--resume {a.resume!r} is not a file (give a checkpoint written with --checkpoint)")
     try:
+        cfg = _train_config(a, lr=a.lr, seed=a.seed, reg_strength=a.reg_strength, out=out, checkpoint=a.checkpoint,
+                            checkpoint_every=a.checkpoint_every)
         h = train(_model_config(a), cfg, _data(a), resume=a.resume)
     except TrainingDiverged as err:
         print(str(err), file=sys.stderr)
@@ -194,11 +230,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _out_path(text: str | None, default: str) -> str:
-    """The results file; a folder or an unwritable place fails here (run_points checks again)."""
+    """The results file as an absolute path; a folder or an unwritable place fails here, naming --out."""
+    from qklab._validate import check_writable_file
+
     path = Path(text if text is not None else default).expanduser()
     if path.is_dir():
         raise ValueError(f"--out {str(path)!r} is a folder; give a results file, e.g. {str(path / 'results.jsonl')!r}")
-    return str(path)
+    return str(check_writable_file(path, "--out").resolve())
 
 
 def _wikitext_spec(data_dir: str | None, level: str, download: bool) -> dict:
@@ -257,7 +295,6 @@ def _announce(points: list[dict], out: str, opts: dict) -> None:
 
 
 def _cmd_sweep(a: argparse.Namespace) -> int:
-    from qklab.device import pick_device
     from qklab.runner import run_points
 
     for name in ("reg_strengths", "seeds", "lrs"):
@@ -265,8 +302,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
             raise ValueError(f"--{name.replace('_', '-')} is empty: the grid needs at least one value")
         if len(set(getattr(a, name))) != len(getattr(a, name)):
             raise ValueError(f"--{name.replace('_', '-')} repeats a value: {getattr(a, name)}")
-    pick_device(a.device)
-    out = _out_path(a.out, "qklab-runs/sweep.jsonl")
+    _check_device(a.device, a.backend)
+    a.out = out = _out_path(a.out, "qklab-runs/sweep.jsonl")
     opts = _run_options(a)
     model = _model_config(a).to_dict()
     data = _data_spec(a)
@@ -278,9 +315,12 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
                 points.append({"fn": "qklab.runner:train_point", "args": {"model": model, "train": cfg.to_dict(),
                                                                           "data": data},
                                "tags": {"lr": lr, "reg_strength": lam, "seed": seed}})
+    swept = ("lr", "reg_strength", "seed")
+    grid = {"command": "sweep", "model": model, "data": data,
+            "train": {k: v for k, v in points[0]["args"]["train"].items() if k not in swept}}
     _announce(points, out, opts)
     t0 = time.perf_counter()
-    records = run_points(points, out, **opts)
+    records = run_points(points, out, grid=grid, **opts)
     print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
     print(_table(records, ["lr", "reg_strength"]))
     print(f"results: {out} (one JSON line per point; the same command again skips finished points)")
@@ -314,18 +354,77 @@ def _table(records: list[dict], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_device(device: str, backend: str) -> None:
+    """A device name that torch knows; unless the points run on a Ray cluster (whose workers may
+    have a GPU that this machine lacks), one that is present here."""
+    from qklab.device import pick_device
+
+    if backend == "ray":
+        if device not in ("auto", None):
+            try:
+                import torch
+
+                torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {device!r}") from err
+        return
+    try:
+        pick_device(device)
+    except ValueError as err:
+        raise ValueError(f"--device: {err}") from err
+
+
+def _estimate(points: list[dict], out: str, opts: dict) -> str:
+    """'about 3 min with 2 workers (from a short timing of one point here)' for the points not yet in `out`."""
+    from qklab.reproduce import estimate_seconds
+    from qklab.runner import point_key, read_records
+
+    have = read_records(out) if Path(out).is_file() else {}
+    todo = [p for p in points if have.get(point_key(p), {}).get("status") != "ok"]
+    if not todo:
+        return "nothing left to run"
+    costs = estimate_seconds(todo)
+    per = sum(costs) / len(costs)
+    workers = opts["workers"] or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if opts["backend"] == "ray":
+        return (f"about {sum(costs) / 3600:.1f} h of one core's time for {len(todo)} points on a machine like this one "
+                "(Ray decides how many run at once)")
+    parallel = 1 if opts["backend"] == "inline" else min(workers, len(todo))
+    total = sum(costs) / parallel
+    when = f"{total / 60:.0f} min" if total < 5400 else f"{total / 3600:.1f} h"
+    return (f"about {when} for {len(todo)} points with {parallel} worker(s) ({per:.0f} s a point on average, "
+            "from a short timing of one point here)")
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from qklab.reproduce import locater_points, locater_table
-    from qklab.runner import run_points
+    from qklab.runner import check_run, run_points
 
-    out = _out_path(a.out, f"qklab-runs/locater-{a.scale}.jsonl")
+    for name in ("strengths", "seeds"):
+        values = getattr(a, name)
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"--{name} repeats a value: {values}")
+        if values is not None and not values:
+            raise ValueError(f"--{name} is empty: the grid needs at least one value")
+    if a.seeds is not None and any(s < 0 for s in a.seeds):
+        raise ValueError(f"--seeds must be integers >= 0, got {a.seeds}")
+    if a.strengths is not None and any(s <= 0 for s in a.strengths):
+        raise ValueError(f"--strengths must be positive (plain training is always included), got {a.strengths}")
+    if a.steps is not None and a.steps < 1:
+        raise ValueError(f"--steps must be a positive integer, got {a.steps}")
+    _check_device(a.device, a.backend)
+    a.out = out = _out_path(a.out, f"qklab-runs/locater-{a.scale}.jsonl")
     opts = _run_options(a)
     points, note = locater_points(a.scale, wikitext_dir=a.wikitext_dir, download=a.download, strengths=a.strengths,
                                   seeds=a.seeds, steps=a.steps, device=a.device)
+    grid = {"command": "reproduce locater", "scale": a.scale, "steps": a.steps, "device": a.device,
+            "data": points[0]["args"]["data"]}
+    check_run(points, out, workers=opts["workers"], backend=opts["backend"], grid=grid)
     print(f"reproduce locater, scale {a.scale}: data = {note}")
     _announce(points, out, opts)
+    print(f"estimated time: {_estimate(points, out, opts)}")
     t0 = time.perf_counter()
-    records = run_points(points, out, **opts)
+    records = run_points(points, out, grid=grid, **opts)
     print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
     print(locater_table(records))
     errors = [r for r in records if r["status"] == "error"]
@@ -344,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sweep(args)
         return _cmd_reproduce(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
-        print(f"qklab {args.command}: error: {err}", file=sys.stderr)
+        print(f"qklab {args.command}: error: {_option_names(err, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during a sweep (qklab.runner.SweepTerminated)
         from qklab.runner import SweepTerminated

@@ -49,6 +49,7 @@ __all__ = [
     "load_data",
     "full_validation",
     "penalty_gradient_ratio",
+    "estimate_seconds",
     "t_interval",
     "t_quantile",
     "summarise",
@@ -57,6 +58,21 @@ __all__ = [
 ]
 
 FN = "qklab.reproduce:locater_point"
+
+
+@dataclasses.dataclass(frozen=True)
+class Length:
+    """A further training length of a sweep, with the grid run at it (normal learning rate: the
+    variance form at `rho`, weight decay at `weight_decays`, sigma-Reparam, and from a mimetic start
+    plain training and the scale form at `rho_scale`; the too-high rate only if `rho_high` is given)."""
+
+    steps: int
+    rho: tuple[float, ...]
+    rho_scale: tuple[float, ...]
+    weight_decays: tuple[float, ...]
+    log_every: int
+    rho_high: tuple[float, ...] | None = None
+    weight_decays_high: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,24 +96,35 @@ class Scale:
     mimetic_regimes: tuple[str, ...] = ("normal",)
     rho_high: tuple[float, ...] | None = None  # variance-form grid of the other regimes (None: `rho`)
     weight_decays_high: tuple[float, ...] | None = None  # weight decays of the other regimes (None: the same)
+    longer: tuple[Length, ...] = ()  # further training lengths, each with its own grid
 
 
 # Strengths: the variance form's gradient at initialisation equals the loss gradient's at rho* ~ 2.5
 # and the scale form's (mimetic start) at ~ 0.26 (chapter 10 recomputes both); the grids span four
 # decades around the first and one around the second.
+LONG_RHO = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 0.3, 1.0, 100.0)
+
 SCALES: dict[str, Scale] = {
     # unit tests: a few steps of a very small model
     "tiny": Scale(model=ModelConfig.paper_locater(d_model=16, d_mlp=16, seq_len=16).to_dict(), steps=6,
                   batch_size=4, lrs={"normal": 3e-3}, rho=(1e-2, 1.0), rho_scale=(1e-1,),
-                  weight_decays=(0.1,), seeds=(0, 1), log_every=3, eval_batches=1),
+                  weight_decays=(0.1,), seeds=(0, 1), log_every=3, eval_batches=1,
+                  longer=(Length(steps=9, rho=(1.0,), rho_scale=(0.1,), weight_decays=(), log_every=3),)),
     # the committed CPU sweep of chapter 10 (results/locater-book.jsonl)
     # sized by measurement: 100 points of about 20 s each on a lightly loaded core (chapter 10's live re-run: 18 s),
     # so about 17 min on 2 idle cores; the committed run took 58 min on a machine shared with other work (1-minute
     # load average 12.5 on 2 cores). Cuts against the issue's wish list: see chapter 10
+    # Over training length (1500 and 3000 steps): the variance form every half decade from 1e-3 to 1 and the
+    # near-uniform control at 100; the scale form from the mimetic start at four strengths; the too-high rate at
+    # 1500 steps. At 300 steps, the half decades around that length's best strength (0.3, 3) and the same scale grid.
     "book": Scale(model=ModelConfig.paper_locater(seq_len=64).to_dict(), steps=300, batch_size=16,
-                  lrs={"normal": 3e-3, "too high": 1e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
-                  rho_scale=(1.0,), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=50,
-                  rho_high=(1e-4, 1e-2, 1.0, 100.0), weight_decays_high=(1.0,)),
+                  lrs={"normal": 3e-3, "too high": 1e-2}, rho=(1e-4, 1e-3, 1e-2, 1e-1, 0.3, 1.0, 3.0, 10.0, 100.0),
+                  rho_scale=(0.1, 0.3, 1.0, 3.0), weight_decays=(0.1, 1.0), seeds=(0, 1, 2, 3, 4), log_every=50,
+                  rho_high=(1e-4, 1e-2, 1.0, 100.0), weight_decays_high=(1.0,),
+                  longer=(Length(steps=1500, rho=LONG_RHO, rho_scale=(0.1, 0.3, 1.0, 3.0), weight_decays=(0.1, 1.0),
+                                 log_every=250, rho_high=(1e-3, 1e-2, 1e-1, 1.0, 100.0), weight_decays_high=(1.0,)),
+                          Length(steps=3000, rho=LONG_RHO, rho_scale=(0.1, 0.3, 1.0, 3.0), weight_decays=(0.1, 1.0),
+                                 log_every=500))),
     # the paper's size: context 512 as fairseq's language-model example, 4000 steps x 16 x 512 = 33M tokens (about
     # 16 passes over WikiText-2's 2.1M training words); GPU hours
     "paper": Scale(model=ModelConfig.paper_locater(seq_len=512).to_dict(), steps=4000, batch_size=16,
@@ -174,6 +201,7 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     data, note = _data_spec(scale, wikitext_dir, download)
+    steps_override = steps is not None
     rho = tuple(strengths) if strengths is not None else sc.rho
     rho_high = tuple(strengths) if strengths is not None else (sc.rho_high or sc.rho)
     steps = steps or sc.steps
@@ -183,10 +211,12 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
     mimetic = {**sc.model, "init": "mimetic"}
     points = []
 
-    def add(model: dict, arm: str, regime: str, lr: float, seed: int, rho_: float = 0.0, **train_kw: Any) -> None:
-        tr = {**base, "lr": lr, "seed": seed, **train_kw}
+    def add(model: dict, arm: str, regime: str, lr: float, seed: int, rho_: float = 0.0, length: dict | None = None,
+            **train_kw: Any) -> None:
+        tr = {**base, **(length or {}), "lr": lr, "seed": seed, **train_kw}
         points.append({"fn": FN, "args": {"model": model, "train": tr, "data": data},
-                       "tags": {"scale": scale, "regime": regime, "arm": arm, "rho": rho_, "lr": lr, "seed": seed}})
+                       "tags": {"scale": scale, "regime": regime, "arm": arm, "rho": rho_, "lr": lr, "seed": seed,
+                                "steps": tr["steps"]}})
 
     # seed-major order: a sweep stopped early leaves whole seeds (every arm, both regimes)
     for seed in (seeds or sc.seeds):
@@ -204,6 +234,27 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
                 for r in sc.rho_scale:
                     add(mimetic, "mimetic + LocAteR scale", regime, lr, seed, r, regularizer="locater",
                         locater_form="scale", reg_strength=r, locater_mean_weight=sc.mean_weight)
+    if steps_override:
+        return points, note
+    # the longer runs, seed-major too, after every point of the first length
+    normal, high = list(sc.lrs.items())[0], list(sc.lrs.items())[1:]
+    for seed in (seeds or sc.seeds):
+        for ln in sc.longer:
+            at = {"steps": ln.steps, "log_every": ln.log_every}
+            for (regime, lr), rhos, wds in ((normal, ln.rho, ln.weight_decays),
+                                           *((h, ln.rho_high, ln.weight_decays_high) for h in high if ln.rho_high)):
+                add(sc.model, "plain", regime, lr, seed, length=at)
+                for r in (tuple(strengths) if strengths is not None else rhos):
+                    add(sc.model, "LocAteR variance", regime, lr, seed, r, length=at, regularizer="locater",
+                        locater_form="variance", reg_strength=r)
+                for wd in wds:
+                    add(sc.model, "weight decay", regime, lr, seed, wd, length=at, weight_decay=wd)
+                add({**sc.model, "sigma_reparam": True}, "sigma-Reparam", regime, lr, seed, length=at)
+                if regime in sc.mimetic_regimes:
+                    add(mimetic, "mimetic plain", regime, lr, seed, length=at)
+                    for r in ln.rho_scale:
+                        add(mimetic, "mimetic + LocAteR scale", regime, lr, seed, r, length=at, regularizer="locater",
+                            locater_form="scale", reg_strength=r, locater_mean_weight=sc.mean_weight)
     return points, note
 
 
@@ -289,6 +340,63 @@ def locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 3
 
 
 train_fn = train  # the training loop (a module attribute, so tests can count calls)
+
+
+def _validate_locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 32) -> None:
+    """What `qklab.runner` checks for every point before any worker starts: the configs, the
+    device's name (whether it is present is checked where the point runs), the data spec."""
+    ModelConfig.from_dict(model)
+    tcfg = TrainConfig.from_dict({**train, "out": None, "checkpoint": None, "progress": False})
+    if tcfg.device != "auto":
+        try:
+            torch.device(tcfg.device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {tcfg.device!r}") from err
+    if not isinstance(data, dict) or data.get("kind") not in ("pydoc", "wikitext2"):
+        raise ValueError(f"data must be a dict with kind 'pydoc' or 'wikitext2', got {data!r}")
+    if data["kind"] == "wikitext2" and data.get("path") and not Path(data["path"]).is_dir():
+        raise FileNotFoundError(f"the WikiText-2 folder {data['path']!r} does not exist")
+    if isinstance(full_eval_batch, bool) or not isinstance(full_eval_batch, int) or full_eval_batch < 1:
+        raise ValueError(f"full_eval_batch must be a positive int, got {full_eval_batch!r}")
+
+
+locater_point.validate = _validate_locater_point  # type: ignore[attr-defined]
+
+
+def estimate_seconds(points: list[dict], probe_steps: int = 10) -> list[float]:
+    """Seconds each of `points` (one grid: one model size, one corpus) takes here with one thread,
+    from a short timing of the first: training it for 2 and for `2 + probe_steps` steps gives the
+    cost of a step and of everything else (start-up, two logged evaluations), and one full
+    validation is timed on the result. Each point is then priced by its own steps and log interval."""
+    args = points[0]["args"]
+    ds = load_data(args["data"])
+    mcfg = ModelConfig.from_dict(args["model"])
+    if mcfg.vocab_size is None:
+        mcfg = dataclasses.replace(mcfg, vocab_size=ds.vocab_size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        took = []
+        for n in (2, 2 + probe_steps):
+            tcfg = TrainConfig.from_dict({**args["train"], "steps": n, "log_every": n, "out": None, "checkpoint": None,
+                                          "progress": False, "pattern_steps": []})
+            t0 = time.perf_counter()
+            hist = train_fn(mcfg, tcfg, ds)
+            took.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        full_validation(hist.model, ds, args.get("full_eval_batch", 32))
+        validation = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    per_step = max(took[1] - took[0], 0.0) / probe_steps
+    fixed = max(took[0] - 2 * per_step, 0.0)  # start-up and the two logged evaluations
+
+    def cost(point: dict) -> float:
+        steps = int(point["args"]["train"]["steps"])
+        evaluations = steps // max(1, int(point["args"]["train"].get("log_every", steps))) + 1
+        return fixed * evaluations / 2 + per_step * steps + validation
+
+    return [cost(p) for p in points]
 
 
 # --- strength scale ------------------------------------------------------------------------------

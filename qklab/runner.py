@@ -54,7 +54,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["point_key", "run_points", "read_records", "train_point", "BACKENDS", "SweepTerminated"]
+__all__ = ["point_key", "run_points", "check_run", "grid_difference", "read_records", "train_point", "BACKENDS",
+           "SweepTerminated"]
 
 BACKENDS = ("process", "inline", "ray")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -217,13 +218,15 @@ class SweepTerminated(KeyboardInterrupt):
 class _Sink:
     """Appends records to the results file (one line each, flushed and synced) and ticks the bar."""
 
-    def __init__(self, path: Path, total: int, done: int, progress: bool) -> None:
+    def __init__(self, path: Path, total: int, done: int, progress: bool, grid: dict | None = None) -> None:
         from qklab._progress import progress_bar
 
-        self.path, self.errors = path, 0
+        self.path, self.errors, self.grid = path, 0, grid
         self.bar = progress_bar(total=total, initial=done, disable=not progress, desc="points", unit="pt", dynamic_ncols=True)
 
     def write(self, rec: dict) -> None:
+        if self.grid is not None:
+            rec = {**rec, "grid": self.grid}
         line = (json.dumps(rec) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -246,7 +249,7 @@ class _Sink:
 # --- run_points ---------------------------------------------------------------------------------
 
 def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | None = None, backend: str = "process",
-               progress: bool = True) -> list[dict]:
+               progress: bool = True, grid: dict | None = None) -> list[dict]:
     """Run every point of `points` that has no "ok" record in `out`, appending a record per point as it finishes.
 
     Args:
@@ -258,16 +261,21 @@ def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | Non
             for "ray" the cluster's resources decide.
         backend: "process", "inline" or "ray" (see the module docstring).
         progress: a tqdm bar with points done / total and the time left.
+        grid: what makes these points one grid (the command and its settings other than the swept
+            axes, e.g. `{"command": "reproduce locater", "scale": "book", "device": "auto"}`),
+            stored in every record. When `out` already holds records of another grid, nothing runs:
+            ValueError says what differs (records written without a grid are accepted).
 
     Returns:
         the records of all `points` (old and new), in the order of `points`; each record's `tags`
         are the point's current tags.
     """
-    clean, keys, path = _validate(points, out, workers, backend)
+    clean, keys, path = check_run(points, out, workers=workers, backend=backend, grid=grid)
+    grid = json.loads(json.dumps(grid)) if grid is not None else None  # as the file holds it
     old = read_records(path)
     todo = [i for i, k in enumerate(keys) if old.get(k, {}).get("status") != "ok"]
     method = _start_method() if backend == "process" else ""  # before the bar exists (see _start_method)
-    sink = _Sink(path, len(clean), len(clean) - len(todo), progress)
+    sink = _Sink(path, len(clean), len(clean) - len(todo), progress, grid)
     try:
         with _sigterm_interrupts():
             if todo:
@@ -284,6 +292,40 @@ def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | Non
     if missing:  # cannot happen unless the file was changed under us
         raise RuntimeError(f"results file {path} lacks the records of {len(missing)} points, e.g. {missing[0]}")
     return [{**records[k], "tags": p.get("tags", {})} for k, p in zip(keys, clean)]
+
+
+def check_run(points: list[dict], out: str | os.PathLike, *, workers: int | None = None, backend: str = "process",
+              grid: dict | None = None) -> tuple[list[dict], list[str], Path]:
+    """Everything `run_points` checks before any work, for a caller that wants to fail before
+    doing anything else: the points (each through its function's `validate`), the workers and
+    backend, that `out` can be written and holds qklab records, and that they are of `grid`.
+    Returns the points as the file will hold them, their keys and the results path."""
+    clean, keys, path = _validate(points, out, workers, backend)
+    if grid is not None:
+        grid = json.loads(json.dumps(grid))
+        for rec in read_records(path).values():
+            if rec.get("grid") is not None and rec["grid"] != grid:
+                raise ValueError(f"results file {str(path)!r} was written by another grid "
+                                 f"({grid_difference(rec['grid'], grid)}); give a new file, or the same settings to "
+                                 "resume it")
+    return clean, keys, path
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def grid_difference(recorded: dict, now: dict) -> str:
+    """'steps: 300 in the file, 1500 now; ...': the settings in which two grids differ."""
+    a, b = _flat(recorded), _flat(now)
+    diffs = [f"{k}: {a.get(k, '(unset)')!r} in the file, {b.get(k, '(unset)')!r} now"
+             for k in sorted(set(a) | set(b)) if a.get(k, "(unset)") != b.get(k, "(unset)")]
+    return "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
 
 
 def _cores() -> int:

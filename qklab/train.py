@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from qklab._validate import check_writable_file
 from qklab.device import environment, pick_device
 from qklab.metrics import attention_entropy
 from qklab.model import ModelConfig, Transformer
@@ -144,10 +145,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be an int >= 0, got {v!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"TrainConfig.lr must be a positive finite number, got {self.lr!r}")
-        if self.weight_decay < 0 or self.reg_strength < 0:
-            raise ValueError(f"TrainConfig.weight_decay and reg_strength must be >= 0, got {self.weight_decay}, {self.reg_strength}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"TrainConfig.grad_clip must be positive or None, got {self.grad_clip}")
+        for name in ("weight_decay", "reg_strength", "locater_mean_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {v!r}")
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise ValueError(f"TrainConfig.grad_clip must be a positive finite number or None, got {self.grad_clip}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.regularizer not in REGULARIZERS:
@@ -158,8 +161,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.locater_over must be 'd' or 'd_h', got {self.locater_over!r}")
         if self.on_divergence not in ("raise", "stop"):
             raise ValueError(f"TrainConfig.on_divergence must be 'raise' or 'stop', got {self.on_divergence!r}")
-        if not self.divergence_factor > 0:
-            raise ValueError(f"TrainConfig.divergence_factor must be positive, got {self.divergence_factor}")
+        if not (self.divergence_factor > 0 and math.isfinite(self.divergence_factor)):
+            raise ValueError(f"TrainConfig.divergence_factor must be a positive finite number, got {self.divergence_factor}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
         self.pattern_steps = tuple(int(s) for s in self.pattern_steps)
 
@@ -332,13 +335,45 @@ def evaluate(model: Transformer, batches: list[tuple[Tensor, Tensor]], over: str
     return out
 
 
+_CHECKPOINT_KEYS = ("model_config", "model", "optimizer", "generator", "step", "loss_sum", "loss_n", "records",
+                    "patterns", "target_mean")
+
+
+def _load_checkpoint(path: str | os.PathLike, device: torch.device) -> dict:
+    """A checkpoint written by `train`, or ValueError naming `resume` and what is wrong."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"resume {str(p)!r} is not a file")
+    try:
+        ck = torch.load(p, map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001: pickle, zip and torch errors alike mean "not a checkpoint"
+        raise ValueError(f"resume {str(p)!r} is not a qklab checkpoint: torch.load failed ({type(err).__name__})") from err
+    if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
+        raise ValueError(f"resume {str(p)!r} is not a qklab checkpoint (written by train with TrainConfig.checkpoint)")
+    return ck
+
+
 class ResultsWriter:
     """Appends JSON lines to `path` (no-op when `path` is None)."""
 
-    def __init__(self, path: str | os.PathLike | None) -> None:
-        self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike | None, appending: bool = False) -> None:
+        """Raises ValueError before any training when `path` cannot be written, or when it already
+        holds lines that are not a `train` results file (a sweep's results, say): a new run starts
+        a new file; only a resumed run (`appending`) adds to one of its own."""
+        self.path = check_writable_file(path, "TrainConfig.out") if path is not None else None
+        if self.path is not None and self.path.is_file() and self.path.stat().st_size:
+            with self.path.open(encoding="utf-8") as f:
+                first = f.readline()
+            try:
+                kind = json.loads(first).get("type")
+            except (json.JSONDecodeError, AttributeError):
+                kind = None
+            if kind != "config":
+                raise ValueError(f"TrainConfig.out {str(self.path)!r} already holds lines that are not a qklab train "
+                                 "results file (a sweep's or another program's); give a new file")
+            if not appending:
+                raise ValueError(f"TrainConfig.out {str(self.path)!r} already holds another training run; give a new "
+                                 "file (a resumed run appends to its own)")
 
     def write(self, obj: dict) -> None:
         if self.path is None:
@@ -428,10 +463,12 @@ def train(
     describe = data.describe() if hasattr(data, "describe") else {"name": type(data).__name__}
     hist = History(mcfg.to_dict(), cfg.to_dict(), describe, environment(device))
     target_mean = initial_target_mean(model, cfg)
-    writer = ResultsWriter(cfg.out)
+    writer = ResultsWriter(cfg.out, appending=resume is not None)
+    if cfg.checkpoint is not None:
+        check_writable_file(cfg.checkpoint, "TrainConfig.checkpoint")
     start, loss_sum, loss_n = 0, 0.0, 0
     if resume is not None:
-        ck = torch.load(resume, map_location=device, weights_only=False)
+        ck = _load_checkpoint(resume, device)
         if ck["model_config"] != mcfg.to_dict():
             raise ValueError("resume: the checkpoint was written with a different ModelConfig")
         model.load_state_dict(ck["model"])

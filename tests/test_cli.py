@@ -81,8 +81,8 @@ def test_sweep_in_worker_processes_from_the_installed_command(tmp_path):
     (["--seeds", ""], "--seeds is empty"),
     (["--reg-strengths", ","], "--reg-strengths is empty"),
     (["--seeds", "0,0"], "--seeds repeats a value"),
-    (["--lrs", "0"], "lr must be a positive"),
-    (["--reg-strengths", "-1"], "reg_strength must be >= 0"),
+    (["--lrs", "0"], "--lrs must be a positive"),
+    (["--reg-strengths", "-1"], "--reg-strengths must be a finite number >= 0"),
     (["--workers", "0"], "--workers must be at least 1"),
     (["--device", "cuda:0"] if not __import__("torch").cuda.is_available() else ["--device", "tpu"], "device"),
     (["--data", "wikitext2", "--data-dir", "/nonexistent/wikitext"], "'/nonexistent/wikitext' does not exist"),
@@ -103,7 +103,7 @@ def test_sweep_bad_outputs_and_data_folders(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert main([*base, "--out", str(tmp_path / "file" / "r.jsonl")]) == 2
-    assert "cannot write the results file" in capsys.readouterr().err
+    assert "--out" in (err := capsys.readouterr().err) and "is a file, not a folder" in err
     empty = tmp_path / "wt"
     empty.mkdir()
     (empty / "wiki.train.raw").write_text("some words\n")
@@ -139,7 +139,8 @@ def test_reproduce_locater_tiny_runs_and_resumes(tmp_path, capsys, monkeypatch):
     assert main(cmd) == 0
     text = capsys.readouterr().out
     points, note = locater_points("tiny", device="cpu")
-    assert note in text and f"{len(points)} points, 0 already finished" in text
+    assert note in text and f"{len(points)} points, 0 already finished in {out.resolve()}" in text
+    assert f"estimated time: about" in text and "from a short timing of one point here" in text
     assert "LocAteR variance" in text and "d ppl" in text  # locater_table's header and rows
     assert sorted(read_records(out)) == sorted(point_key(p) for p in points)
     assert main(cmd) == 0
@@ -153,6 +154,11 @@ def test_reproduce_locater_tiny_runs_and_resumes(tmp_path, capsys, monkeypatch):
     (["--seeds", "1,1"], "seeds"),
     (["--steps", "0"], "steps"),
     (["--workers", "-2"], "--workers must be at least 1"),
+    (["--device", "banana"], "--device"),
+    (["--seeds=-1"], "--seeds must be integers >= 0"),
+    (["--strengths", "1,1"], "--strengths repeats a value"),
+    (["--out", "/etc/hostname/x.jsonl"], "--out '/etc/hostname/x.jsonl' cannot be written: '/etc/hostname' is a file"),
+    *([(["--device", "cuda"], "--device")] if not __import__("torch").cuda.is_available() else []),
 ])
 def test_reproduce_bad_input_stops_at_once(tmp_path, capsys, args, message):
     out = tmp_path / "loc.jsonl"
@@ -160,7 +166,71 @@ def test_reproduce_bad_input_stops_at_once(tmp_path, capsys, args, message):
     rc = main(["reproduce", "locater", "--scale", "paper", "--no-progress", "--out", str(out), *args])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.startswith("qklab reproduce: error:"), err
-    assert time.perf_counter() - t0 < 30 and not out.exists()
+    assert time.perf_counter() - t0 < 30 and not out.exists()  # no error record per point: nothing at all
+
+
+@pytest.mark.parametrize("option", ["--strengths", "--weight-decay", "--reg-strength", "--lr", "--reg-strengths"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_numbers_are_refused_by_option_name(tmp_path, capsys, option, value):
+    command = {"--strengths": ["reproduce", "locater"], "--reg-strengths": ["sweep"]}.get(option, ["train"])
+    with pytest.raises(SystemExit) as stop:
+        main([*command, f"{option}={value}", "--out", str(tmp_path / "r.jsonl")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and f"argument {option}" in err and "finite" in err, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "/proc/x.pt"], "--checkpoint '/proc/x.pt' cannot be written"),
+    (["--out", "/proc/x.jsonl"], "--out '/proc/x.jsonl' cannot be written"),
+    (["--resume", "garbage.pt"], "--resume 'garbage.pt' is not a file"),
+])
+def test_train_checks_its_paths_before_training(tmp_path, capsys, monkeypatch, args, message):
+    import qklab.train
+
+    monkeypatch.setattr(qklab.train.Transformer, "__init__", lambda *a, **k: pytest.fail("trained despite bad input"))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", *TINY, *(["--out", str(tmp_path / "r.jsonl")] if "--out" not in args else []), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.startswith("qklab train: error:"), err
+
+
+def test_train_resume_of_a_file_that_is_no_checkpoint_names_the_option(tmp_path, capsys):
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a checkpoint")
+    rc = main(["train", *TINY, "--out", str(tmp_path / "r.jsonl"), "--resume", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--resume {str(bad)!r} is not a qklab checkpoint" in err, err
+
+
+def test_train_does_not_append_to_a_sweep_or_another_run(tmp_path, capsys):
+    sweep_file = tmp_path / "sweep.jsonl"
+    assert main(["sweep", *TINY, *GRID, "--backend", "inline", "--out", str(sweep_file)]) == 0
+    before = sweep_file.read_text()
+    assert main(["train", *TINY, "--out", str(sweep_file)]) == 2
+    assert "not a qklab train results file" in capsys.readouterr().err
+    assert sweep_file.read_text() == before and read_records(sweep_file)  # still a resumable sweep
+    run = tmp_path / "run.jsonl"
+    assert main(["train", *TINY, "--out", str(run)]) == 0
+    assert main(["train", *TINY, "--out", str(run)]) == 2
+    assert "already holds another training run" in capsys.readouterr().err
+
+
+def test_a_results_file_of_another_grid_is_refused_with_what_differs(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["sweep", *TINY, *GRID, "--backend", "inline", "--out", str(out)]) == 0
+    before = out.read_text()
+    auto = [a if a != "cpu" else "auto" for a in TINY]
+    assert main(["sweep", *auto, *GRID, "--backend", "inline", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "written by another grid" in err and "train.device: 'cpu' in the file, 'auto' now" in err, err
+    longer = [*TINY[:5], "6", *TINY[6:]]  # --steps 6
+    assert main(["sweep", *longer, *GRID, "--backend", "inline", "--out", str(out)]) == 2
+    assert "train.steps: 4 in the file, 6 now" in capsys.readouterr().err
+    rc = main(["reproduce", "locater", "--scale", "tiny", "--device", "cpu", "--backend", "inline", "--out", str(out)])
+    assert rc == 2 and "command: 'sweep' in the file, 'reproduce locater' now" in capsys.readouterr().err
+    assert out.read_text() == before
+    # more seeds of the same grid are welcome
+    assert main(["sweep", *TINY, *GRID[:-1], "0,1,2", "--backend", "inline", "--out", str(out)]) == 0
 
 
 def test_reproduce_names_the_missing_wikitext_file(tmp_path, capsys):
@@ -191,6 +261,7 @@ def test_ctrl_c_or_sigterm_then_the_same_command_resumes(tmp_path, sig, code, sa
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code and said in err and "run the same command again" in err, err
+    assert str(out) in err  # the message names the file
     first = read_records(out)
     assert 1 <= len(first) < 4
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -1,6 +1,7 @@
 """qklab.reproduce: the LocAteR grid, one point re-run against its record, the table's statistics."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,25 @@ def test_verdict_rule():
     assert rp.verdict(noisy, "normal")["verdict"] == "inconclusive"
     with pytest.raises(ValueError, match="no records"):
         rp.verdict(recs, "too high")
+
+
+def test_the_gpu_check_extrapolates_to_the_paper_scale_steps():
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh").read_text()
+    assert 'SCALES["paper"].steps' in script and "20,000" not in script and "20000" not in script
+
+
+def test_longer_lengths_are_their_own_points_and_priced_by_their_steps():
+    from qklab.reproduce import estimate_seconds, locater_points
+
+    points, _ = locater_points("tiny", device="cpu")
+    by_steps = {}
+    for p in points:
+        assert p["tags"]["steps"] == p["args"]["train"]["steps"]
+        by_steps.setdefault(p["tags"]["steps"], []).append(p)
+    assert sorted(by_steps) == [6, 9]
+    assert {p["tags"]["arm"] for p in by_steps[9]} == {"plain", "LocAteR variance", "sigma-Reparam", "mimetic plain",
+                                                        "mimetic + LocAteR scale"}
+    only, _ = locater_points("tiny", device="cpu", steps=4)  # --steps: one length, the one asked for
+    assert {p["tags"]["steps"] for p in only} == {4}
+    short, long = estimate_seconds([by_steps[6][0], by_steps[9][0]], probe_steps=2)
+    assert 0 < short < long

@@ -134,7 +134,8 @@ def test_another_seed_fails_the_check(chapter_point):
 def test_the_chapter_check_passes_on_other_cpu_kernels(chapter_point, capability):
     chosen, record, _, spread, tolerance = chapter_point
     [run] = measure_kernel_spread([chosen], capabilities=(capability,), workers=1)
-    assert run["capability"] == capability.upper()
+    if run["capability"] != capability.upper():
+        pytest.skip(f"this CPU has no {capability} kernels")
     check = compare(record, run, spread, tolerance["tolerance_sd"], record["env"], run["env"])
     assert check.mode == "tolerance" and check.passed, check.message
 
