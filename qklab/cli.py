@@ -360,6 +360,9 @@ def _check_device(device: str, backend: str) -> None:
     from qklab.device import pick_device
 
     if backend == "ray":
+        from qklab.cluster import check_reachable
+
+        check_reachable(os.environ.get("RAY_ADDRESS"))  # in seconds, before anything is written
         if device not in ("auto", None):
             try:
                 import torch
@@ -442,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             return _cmd_sweep(args)
         return _cmd_reproduce(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, ConnectionError) as err:
         print(f"qklab {args.command}: error: {_option_names(err, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM during a sweep (qklab.runner.SweepTerminated)

@@ -23,6 +23,8 @@ What is not here: models (`qklab.model`) and the training loop (`qklab.train`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +35,7 @@ from torch import Tensor
 
 __all__ = [
     "TokenData",
+    "fingerprint",
     "pydoc_corpus",
     "char_corpus",
     "load_wikitext2",
@@ -315,3 +318,18 @@ class InductionTask(_Synthetic):
         x, y = seq[:, :-1], seq[:, 1:].clone()
         y[:, : half - 1] = -100  # positions whose next token is still fresh randomness
         return x, y
+
+
+def fingerprint(data) -> str:
+    """A short hash of a data set as loaded: its description, vocabulary and token ids. Two machines
+    that build the default corpus from different Python versions get different fingerprints, so a
+    cluster run can refuse to mix them (`qklab.cluster`)."""
+    digest = hashlib.sha256(json.dumps(data.describe(), sort_keys=True, default=str).encode())
+    vocab = getattr(data, "vocab", None)
+    if vocab:
+        digest.update("\0".join(map(str, vocab)).encode())
+    for split in ("train", "val"):
+        tokens = getattr(data, split, None)
+        if isinstance(tokens, Tensor):
+            digest.update(tokens.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from qklab.data import fingerprint
 from qklab.device import pick_device
 from qklab.model import ModelConfig, Transformer
 from qklab.train import TrainConfig, initial_target_mean, penalty, train
@@ -361,6 +362,7 @@ def _validate_locater_point(model: dict, train: dict, data: dict, full_eval_batc
 
 
 locater_point.validate = _validate_locater_point  # type: ignore[attr-defined]
+locater_point.data_fingerprint = lambda data, **_: fingerprint(load_data(data))  # type: ignore[attr-defined]
 
 
 def estimate_seconds(points: list[dict], probe_steps: int = 10) -> list[float]:

@@ -23,7 +23,8 @@ Backends:
 - `"inline"`: this process, one torch thread (for debugging and notebooks).
 - `"ray"`: one Ray task per point on the cluster `ray.init()` connects to (`pip install qklab[ray]`),
   one GPU per task when the cluster has GPUs. Ray places and retries tasks; the driver (this
-  process) writes the records as tasks finish.
+  process) writes the records as tasks finish. Before the first task every node is checked to
+  run the same code on the same data (`qklab.cluster`).
 
 Every backend gives the same numbers for a point: each point runs with one torch thread (on CPU)
 and everything in it is seeded by its `args`. Ctrl-C stops the workers; what finished is on disk
@@ -99,7 +100,7 @@ def read_records(out: str | os.PathLike) -> dict[str, dict]:
     return found
 
 
-def _resolve(fn: str) -> Callable[..., dict]:
+def resolve_fn(fn: str) -> Callable[..., dict]:
     module, sep, name = fn.partition(":")
     if not sep or not module or not name:
         raise ValueError(f"point fn must be 'package.module:function', got {fn!r}")
@@ -145,7 +146,7 @@ def _validate(points: Any, out: str | os.PathLike, workers: int | None, backend:
             raise ValueError(f"points {seen[key]} and {i} are the same point (fn and args equal, key {key}); "
                              "a grid must not repeat a point")
         seen[key] = i
-        fn = _resolve(q["fn"])
+        fn = resolve_fn(q["fn"])
         check = getattr(fn, "validate", None)  # a point function may check its args before any work
         if callable(check):
             try:
@@ -191,18 +192,18 @@ def _execute(point: dict, key: str) -> dict:
     t0 = time.perf_counter()
     result, error = None, None
     try:
-        value = _resolve(point["fn"])(**point["args"])
+        value = resolve_fn(point["fn"])(**point["args"])
         result = json.loads(json.dumps(value))  # what the file will hold (tuples become lists)
         if not isinstance(result, dict):
             raise TypeError(f"{point['fn']} returned {type(value).__name__}, not a dict")
     except Exception as err:  # noqa: BLE001: any failure of a point is recorded, the sweep goes on
         result, error = None, "".join(traceback.format_exception_only(type(err), err)).strip()
         error += "\n" + "".join(traceback.format_tb(err.__traceback__)[-3:])
-    return _record(point, key, "ok" if error is None else "error", result, error, time.perf_counter() - t0,
+    return make_record(point, key, "ok" if error is None else "error", result, error, time.perf_counter() - t0,
                    (result or {}).get("device") if isinstance(result, dict) else None)
 
 
-def _record(point: dict, key: str, status: str, result: dict | None, error: str | None, wall_s: float,
+def make_record(point: dict, key: str, status: str, result: dict | None, error: str | None, wall_s: float,
             device: str | None) -> dict:
     return {"key": key, "fn": point["fn"], "args": point["args"], "tags": point.get("tags", {}), "status": status,
             "result": result, "error": error, "wall_s": round(wall_s, 3), "host": socket.gethostname(),
@@ -274,6 +275,8 @@ def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | Non
     grid = json.loads(json.dumps(grid)) if grid is not None else None  # as the file holds it
     old = read_records(path)
     todo = [i for i, k in enumerate(keys) if old.get(k, {}).get("status") != "ok"]
+    if todo and backend != "ray":  # the Ray backend checks against the cluster's devices (qklab.cluster)
+        check_devices([old[k] for k in keys if k in old], [clean[i] for i in todo], _local_device_type)
     method = _start_method() if backend == "process" else ""  # before the bar exists (see _start_method)
     sink = _Sink(path, len(clean), len(clean) - len(todo), progress, grid)
     try:
@@ -284,7 +287,9 @@ def run_points(points: list[dict], out: str | os.PathLike, *, workers: int | Non
                 elif backend == "process":
                     _run_processes(clean, keys, todo, sink, workers or _cores(), method)
                 else:
-                    _run_ray(clean, keys, todo, sink)
+                    from qklab.cluster import run_on_ray
+
+                    run_on_ray(clean, keys, todo, sink)
     finally:
         sink.close()
     records = read_records(path)
@@ -309,6 +314,24 @@ def check_run(points: list[dict], out: str | os.PathLike, *, workers: int | None
                                  f"({grid_difference(rec['grid'], grid)}); give a new file, or the same settings to "
                                  "resume it")
     return clean, keys, path
+
+
+def _local_device_type(requested: str) -> str:
+    from qklab.device import pick_device
+
+    return pick_device(requested).type
+
+
+def check_devices(finished: list[dict], todo: list[dict], resolve: Callable[[str], str]) -> None:
+    """Refuse to finish a grid on another kind of device than its finished points ran on: `auto`
+    picks CUDA where there is a GPU, and CPU and GPU numbers differ, so one results file must not
+    mix them. `resolve` maps a point's requested device to the type it would run on now."""
+    ran = {str(r.get("device")).split(":")[0] for r in finished if r.get("status") == "ok" and r.get("device")}
+    will = {resolve(str((p.get("args", {}).get("train") or {}).get("device", "auto"))) for p in todo}
+    if ran and will and ran != will:
+        raise ValueError(f"the finished points of this grid ran on {', '.join(sorted(ran))}, the remaining "
+                         f"{len(todo)} would run on {', '.join(sorted(will))}: one results file must not mix devices. "
+                         "Finish it where it was started (or name that device with --device), or give a new file")
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -527,7 +550,7 @@ def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _
                 elif tries[i] < 2:
                     queue.insert(0, i)  # try once more in a fresh worker
                 else:
-                    sink.write(_record(points[i], keys[i], "error", None,
+                    sink.write(make_record(points[i], keys[i], "error", None,
                                        f"the worker process running this point died twice (exit code {proc.exitcode}; "
                                        "a negative code is the signal that killed it, e.g. -9 SIGKILL: out of memory?)",
                                        0.0, None))
@@ -551,36 +574,8 @@ def _run_processes(points: list[dict], keys: list[str], todo: list[int], sink: _
 
 # --- the Ray backend ----------------------------------------------------------------------------
 
-def _run_ray(points: list[dict], keys: list[str], todo: list[int], sink: _Sink) -> None:
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError("backend 'ray' needs Ray: pip install 'qklab[ray]'") from err
-    started = not ray.is_initialized()
-    if started:  # the cluster of $RAY_ADDRESS or of `ray start` on this machine, else a local one
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpus >= 1 else 0, max_retries=1)(_ray_task)
-    pending = {task.remote(points[i], keys[i]): i for i in todo}
-    try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    rec = ray.get(ref)
-                except Exception as err:  # noqa: BLE001: Ray gave up on the task (worker or node lost twice)
-                    rec = _record(points[i], keys[i], "error", None, f"Ray could not finish this point: {err}", 0.0, None)
-                sink.write(rec)
-    finally:
-        for ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        if started:
-            ray.shutdown()
-
-
-def _ray_task(point: dict, key: str) -> dict:
+def execute_one_thread(point: dict, key: str) -> dict:
+    """Run one point with one torch thread and return its record (the task of the Ray backend)."""
     with _one_thread():
         return _execute(point, key)
 
@@ -647,4 +642,11 @@ def _validate_train_point(model: dict, train: dict, data: dict) -> None:
     _configs(model, train, data)
 
 
+def _train_point_data(data: dict, **_: Any) -> str:
+    from qklab.data import fingerprint
+
+    return fingerprint(_load_data(json.dumps(data, sort_keys=True)))
+
+
 train_point.validate = _validate_train_point  # type: ignore[attr-defined]
+train_point.data_fingerprint = _train_point_data  # type: ignore[attr-defined]

@@ -1,6 +1,9 @@
-"""The Ray backend of qklab.runner on a local Ray instance (127.0.0.1, 2 CPUs): a small sweep with one
-worker killed mid-task gives the same records as a local run. Skipped without Ray (`pip install
-'qklab[ray]'`); CI installs the extra."""
+"""The Ray backend (qklab.runner, qklab.cluster) on a local Ray instance (2 CPUs): a small sweep with one
+worker killed mid-task gives the same records as a local run; a failing point is recorded; a node
+that would compute on other data stops the run before any task. Ray listens on every interface
+whatever --node-ip-address says, so these tests run in a network namespace of their own that has
+only the loopback interface (`loopback.py`). Skipped without Ray (`pip install 'qklab[ray]'`);
+CI installs the extra. The README's cluster recipe: test_ray_cluster.py."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'qklab[ray]'); the ray backend is untested")
 
+from loopback import loopback_only  # noqa: E402,F401  (a fixture)
 from qklab.runner import read_records, run_points  # noqa: E402
 
 HERE = __name__
@@ -33,8 +37,15 @@ def fail_at(x: int, bad: int) -> dict:
     return {"y": x * x}
 
 
+def differs_per_process(x: int, data: dict) -> dict:
+    return {"y": x}
+
+
+differs_per_process.data_fingerprint = lambda **args: str(os.getpid())
+
+
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(loopback_only):
     """A local Ray instance on 127.0.0.1 with 2 CPUs. Ray 2.60's raylet waits a fixed 15 s for its
     dashboard agent and aborts if the agent is slower to start (seen here at a load average of 11
     on 2 cores: the agent took about 40 s); one more try after a failed start, then a skip that names
@@ -86,3 +97,13 @@ def test_ray_records_a_failing_point_and_finishes_the_others(tmp_path, local_ray
     assert [r["status"] for r in recs] == ["ok", "ok", "error", "ok"]
     assert "ValueError: point 2 fails on purpose" in recs[2]["error"]
     assert [r["result"]["y"] for r in recs if r["result"]] == [0, 1, 9]
+
+
+def test_every_node_is_checked_before_the_first_task(tmp_path, local_ray):
+    """A node whose data differs stops the run before any task. Every Ray node here is this machine,
+    so the points' data fingerprint is made to differ between processes (it is the process id)."""
+    points = [{"fn": f"{HERE}:differs_per_process", "args": {"x": x, "data": {"kind": "test"}}} for x in range(2)]
+    with pytest.raises(ValueError, match=r"would not compute the same points as this machine: data .*test.*: "
+                                         r"fingerprint \d+ here, \d+ there"):
+        run_points(points, tmp_path / "r.jsonl", backend="ray", progress=False)
+    assert not (tmp_path / "r.jsonl").exists() or read_records(tmp_path / "r.jsonl") == {}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -412,15 +413,21 @@ class FakeRay:
     def cluster_resources(self):
         return {"CPU": 2.0, **({"GPU": self.gpus} if self.gpus else {})}
 
+    def nodes(self):
+        return [{"NodeID": "n1", "Alive": True, "NodeManagerAddress": "127.0.0.1"}]
+
     def remote(self, **options):
         self.options = options
         fake = self
 
         def wrap(fn):
             class Task:
-                def remote(self, point, key):
+                def options(self, **_):
+                    return self
+
+                def remote(self, *args):
                     ref = object()
-                    fake.tasks[ref] = (fn, point, key)
+                    fake.tasks[ref] = (fn, args)
                     return ref
             return Task()
         return wrap
@@ -429,10 +436,10 @@ class FakeRay:
         return refs[-1:], refs[:-1]
 
     def get(self, ref):
-        fn, point, key = self.tasks[ref]
-        if point["args"].get("x") in self.lost:
+        fn, args = self.tasks[ref]
+        if len(args) == 2 and args[0]["args"].get("x") in self.lost:
             raise RuntimeError("WorkerCrashedError: the worker died (twice)")
-        return fn(point, key)
+        return fn(*args)
 
     def cancel(self, ref, force=False):
         pass
@@ -442,6 +449,10 @@ class FakeRay:
 def test_ray_driver_writes_records_and_records_lost_tasks(tmp_path, monkeypatch, gpus):
     fake = FakeRay(gpus=gpus, lost={2})
     monkeypatch.setitem(sys.modules, "ray", fake)
+    strategies = types.ModuleType("ray.util.scheduling_strategies")
+    strategies.NodeAffinitySchedulingStrategy = lambda node_id, soft: node_id
+    monkeypatch.setitem(sys.modules, "ray.util", types.ModuleType("ray.util"))
+    monkeypatch.setitem(sys.modules, "ray.util.scheduling_strategies", strategies)
     out, log = tmp_path / "r.jsonl", tmp_path / "calls.txt"
     points = [pt("square", x=x, log=str(log)) for x in range(4)]
     recs = run_points(points, out, backend="ray", progress=False)
