@@ -54,6 +54,7 @@ __all__ = [
     "t_interval",
     "t_quantile",
     "summarise",
+    "at_length",
     "paired",
     "verdict",
 ]
@@ -479,12 +480,24 @@ def t_interval(x: list[float], level: float = 0.95) -> tuple[float, float, float
 
 
 def _arm_key(tags: dict) -> tuple:
-    return (tags["regime"], tags["arm"], tags["rho"])
+    return (tags.get("steps"), tags["regime"], tags["arm"], tags["rho"])
+
+
+def at_length(records: list[dict], steps: int | None) -> list[dict]:
+    """The records of one training length (`tags["steps"]`); all of them when `steps` is None."""
+    return records if steps is None else [r for r in records if r["tags"].get("steps") == steps]
+
+
+def _one_length(records: list[dict], what: str) -> None:
+    lengths = {r["tags"].get("steps") for r in records}
+    if len(lengths) > 1:
+        raise ValueError(f"{what}: the records hold several training lengths {sorted(lengths)}; pass steps=")
 
 
 def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
-    """One row per (regime, arm, strength): means over seeds and paired differences from the
-    plain arm of the same initialisation (default init for most arms, mimetic for the mimetic arms)."""
+    """One row per (training length, regime, arm, strength): means over seeds and paired
+    differences from the plain arm of the same length and initialisation (default init for most
+    arms, mimetic for the mimetic arms)."""
     ok = [r for r in records if r.get("status") == "ok" and (r.get("result") or {}).get("status") == "completed"]
     by = {}
     for r in ok:
@@ -494,13 +507,15 @@ def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
         if r not in ok:
             failed[_arm_key(r["tags"])] = failed.get(_arm_key(r["tags"]), 0) + 1
     rows = []
-    keys = sorted(set(by) | set(failed), key=lambda k: (k[0] != "normal", k[0], _ARM_ORDER.get(k[1], 9), k[2]))
+    keys = sorted(set(by) | set(failed),
+                  key=lambda k: (k[0] or 0, k[1] != "normal", k[1], _ARM_ORDER.get(k[2], 9), k[3]))
     for key in keys:
-        regime, arm, rho = key
+        steps, regime, arm, rho = key
         runs = by.get(key, {})
         base_arm = "mimetic plain" if arm.startswith("mimetic") else "plain"
-        base = by.get((regime, base_arm, 0.0), {})
-        row: dict[str, Any] = {"regime": regime, "arm": arm, "rho": rho, "n": len(runs), "failed": failed.get(key, 0)}
+        base = by.get((steps, regime, base_arm, 0.0), {})
+        row: dict[str, Any] = {"steps": steps, "regime": regime, "arm": arm, "rho": rho, "n": len(runs),
+                               "failed": failed.get(key, 0)}
         for m in ("val_ppl", "entropy", "qk_kappa", "recent_mass"):
             vals = [v[m] for v in runs.values()]
             row[m] = statistics.mean(vals) if vals else math.nan
@@ -517,19 +532,22 @@ def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
 
 
 def paired(records: list[dict], regime: str, arm: str, rho: float, base_arm: str, metric: str,
-           base_rho: float = 0.0) -> dict[int, float]:
-    """Per seed, `metric` of (regime, arm, rho) minus that of (regime, base_arm, base_rho) with the same seed."""
+           base_rho: float = 0.0, steps: int | None = None) -> dict[int, float]:
+    """Per seed, `metric` of (regime, arm, rho) minus that of (regime, base_arm, base_rho) with the same
+    seed, at training length `steps` (None: the records must hold one length)."""
+    records = at_length(records, steps)
+    _one_length(records, "paired")
     runs: dict[tuple, dict[int, float]] = {}
     for r in records:
         res = r.get("result") or {}
         if r.get("status") == "ok" and res.get("status") == "completed":
-            runs.setdefault(_arm_key(r["tags"]), {})[r["tags"]["seed"]] = res[metric]
+            runs.setdefault(_arm_key(r["tags"])[1:], {})[r["tags"]["seed"]] = res[metric]
     a, b = runs.get((regime, arm, rho), {}), runs.get((regime, base_arm, base_rho), {})
     return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
 
 
 def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", base_arm: str = "plain",
-            level: float = 0.95) -> dict[str, Any]:
+            level: float = 0.95, steps: int | None = None) -> dict[str, Any]:
     """Chapter 10's verdict rule for the claim "some strength lowers the validation perplexity and
     raises the attention entropy" (written before the sweep ran).
 
@@ -538,8 +556,11 @@ def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", bas
     that picking the best strength afterwards is paid for). A strength is "as predicted" when the
     perplexity interval lies below 0 and the entropy interval above 0; "against" when either lies
     entirely on the wrong side; "unclear" otherwise. The regime: "reproduced" if some strength is as
-    predicted, "not reproduced" if every strength is against, else "inconclusive".
+    predicted, "not reproduced" if every strength is against, else "inconclusive". `steps` picks one
+    training length (None: the records must hold one).
     """
+    records = at_length(records, steps)
+    _one_length(records, "verdict")
     strengths = sorted({r["tags"]["rho"] for r in records
                         if r["tags"]["regime"] == regime and r["tags"]["arm"] == arm})
     if not strengths:
@@ -558,7 +579,7 @@ def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", bas
     classes = [v["class"] for v in per.values()]
     overall = ("reproduced" if "as predicted" in classes else
                "not reproduced" if all(c == "against" for c in classes) else "inconclusive")
-    return {"regime": regime, "arm": arm, "level": adj, "per_strength": per, "verdict": overall}
+    return {"regime": regime, "arm": arm, "steps": steps, "level": adj, "per_strength": per, "verdict": overall}
 
 
 _ARM_ORDER = {"plain": 0, "LocAteR variance": 1, "weight decay": 2, "sigma-Reparam": 3, "mimetic plain": 4,
@@ -566,11 +587,12 @@ _ARM_ORDER = {"plain": 0, "LocAteR variance": 1, "weight decay": 2, "sigma-Repar
 
 
 def locater_table(records: list[dict]) -> str:
-    """The summary table: per regime and arm, means over seeds and paired differences (95% t-intervals)."""
+    """The summary table: per training length, regime and arm, means over seeds and paired differences
+    (95% t-intervals)."""
     rows = summarise(records)
     if not rows:
         return "no records"
-    head = (f"{'regime':9s} {'arm':24s} {'strength':>8s} {'n':>2s} {'val ppl':>8s} {'entropy':>7s} {'kappa':>6s} "
+    head = (f"{'steps':>5s} {'regime':9s} {'arm':24s} {'strength':>8s} {'n':>2s} {'val ppl':>8s} {'entropy':>7s} {'kappa':>6s} "
             f"{'recent':>6s}  {'d ppl [95% CI]':>24s}  {'d entropy [95% CI]':>24s}")
     lines = [head, "-" * len(head)]
 
@@ -582,7 +604,7 @@ def locater_table(records: list[dict]) -> str:
     for r in rows:
         rho = f"{r['rho']:.0e}" if r["rho"] else "-"
         fail = f"  ({r['failed']} failed)" if r["failed"] else ""
-        lines.append(f"{r['regime']:9s} {r['arm']:24s} {rho:>8s} {r['n']:2d} {r['val_ppl']:8.3f} {r['entropy']:7.3f} "
+        lines.append(f"{r['steps'] or '-':>5} {r['regime']:9s} {r['arm']:24s} {rho:>8s} {r['n']:2d} {r['val_ppl']:8.3f} {r['entropy']:7.3f} "
                      f"{r['qk_kappa']:6.3f} {r['recent_mass']:6.3f}  {ci(r, 'd_ppl')}  {ci(r, 'd_entropy')}{fail}")
     lines.append("strength: rho for LocAteR, the coefficient for weight decay. d ppl, d entropy: paired difference "
                  "from plain training with the same seed (mimetic arms: from mimetic plain); 95% Student-t interval "
