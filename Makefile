@@ -55,14 +55,15 @@ $(STAMP): requirements.txt pyproject.toml
 # Execution: the chapters run two at a time (one thread each) into the jupyter-cache that the
 # book build reads, so each chapter executes once and the build itself only renders. The cache
 # keys on the notebooks' code cells alone, so it is dropped whenever the package, the pinned
-# requirements or the committed results the chapters read (results/) change: every build shows
-# what the current code and data compute.
+# requirements or the committed results the chapters read (results/) change, and with it Sphinx's
+# read pages (_build/.doctrees: Sphinx re-reads only notebooks whose file changed, and would keep
+# showing the old outputs of the others): every build shows what the current code and data compute.
 CACHE := _build/.jupyter_cache
 JCACHE := JUPYTERCACHE=$(CACHE) $(BIN)/jcache
 SOURCE_HASH = $(shell cat requirements.txt $$(find qklab -name '*.py' | sort) $$(find results -type f 2>/dev/null | sort) | sha256sum | cut -c1-16)
 
 execute: $(STAMP)
-	@if [ "$$(cat _build/qklab-source 2>/dev/null)" != "$(SOURCE_HASH)" ]; then rm -rf $(CACHE) _build/claims; fi
+	@if [ "$$(cat _build/qklab-source 2>/dev/null)" != "$(SOURCE_HASH)" ]; then rm -rf $(CACHE) _build/claims _build/.doctrees; fi
 	@mkdir -p _build && echo "$(SOURCE_HASH)" > _build/qklab-source
 	@mkdir -p $(CACHE)
 	@$(JCACHE) notebook clear --force > /dev/null

@@ -249,6 +249,12 @@ def test_depth_title_prints_tiny_residuals_in_scientific_notation():
     assert 0 < tiny < 1e-3 and f"attention only {tiny:.1e}," in text
 
 
+def test_depth_title_says_zero_for_rounding_noise():
+    v = E.depth_view(12, **SMALL)  # pure attention collapses to float64 rounding (its digits vary by CPU)
+    assert v.residuals["attention"][-1] < depth.ROUNDING
+    assert "attention only ≈ 0," in " ".join(depth.depth_title(v))
+
+
 # --- static explorers (plotly slider) -------------------------------------------------------------
 
 def _visible_steps(ex: E.StaticExplorer) -> list[list[int]]:

@@ -33,6 +33,7 @@ BLOCK_LABEL = {
 }
 BLOCK_COLOR = {"attention": "#d62728", "skip": "#2ca02c", "mlp": "#9467bd", "full": "#1f77b4"}
 RES_FLOOR = 1e-16  # below float64 rounding: shown as this value on log axes
+ROUNDING = 1e-12  # residuals below this are rounding noise: the title says "≈ 0"
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,13 @@ def depth_view(
 def depth_title(v: DepthView) -> list[str]:
     """The title's lines (each short enough for a phone): the setting, the four last residuals."""
     mask = "causal mask" if v.causal else "no mask"
-    r = {block: fmt(res[-1]) for block, res in v.residuals.items()}
+    # below ROUNDING a residual is float64 rounding noise, whose digits differ from one CPU to another
+    r = {block: "≈ 0" if abs(res[-1]) < ROUNDING else fmt(res[-1]) for block, res in v.residuals.items()}
     return [
         f"depth {v.depth}, qk_gain {fmt(v.qk_gain)}, d = {v.d}, T = {v.T}, {mask}",
         f"token residual at layer {v.depth} (median over networks):",
-        f"attention only {r['attention']}, with skip {r['skip']},",
-        f"with MLP {r['mlp']}, full block {r['full']}",
+        f"attention only {r['attention']}, + skip {r['skip']},",
+        f"+ MLP {r['mlp']}, full block {r['full']}",
     ]
 
 
