@@ -116,7 +116,7 @@ def depth_title(v: DepthView) -> list[str]:
     r = {block: "≈ 0" if abs(res[-1]) < ROUNDING else fmt(res[-1]) for block, res in v.residuals.items()}
     return [
         f"depth {v.depth}, qk_gain {fmt(v.qk_gain)}, d = {v.d}, T = {v.T}, {mask}",
-        f"token residual at layer {v.depth} (median over networks):",
+        f"token residual at layer {v.depth} (network median):",
         f"attention only {r['attention']}, + skip {r['skip']},",
         f"+ MLP {r['mlp']}, full block {r['full']}",
     ]
