@@ -88,7 +88,7 @@ def node_fingerprint(points: list[dict]) -> dict[str, Any]:
 
 
 def fingerprint_difference(here: dict, there: dict) -> list[str]:
-    """The entries in which two `node_fingerprint`s differ, as readable lines."""
+    """The entries in which two fingerprints (of `node_fingerprint`) differ, as readable lines."""
     lines = [f"{k}: {here.get(k)!r} here, {there.get(k)!r} there" for k in ("python", "torch", "qklab", "qklab_source")
              if here.get(k) != there.get(k)]
     for spec in sorted(set(here["data"]) | set(there["data"])):
