@@ -1,0 +1,164 @@
+"""The course's answer as numbers: what the one-layer map and the committed LocAteR sweep found.
+
+The book states its central result in three places (the box at the end of chapter 8, the
+"Results at a glance" page, the summary of chapter 10). Each of them quotes numbers, and the
+numbers come from here, recomputed at every build, so that no two pages can drift apart.
+
+What is here:
+
+- `MapFindings` / `map_findings(M, scales, kappas)`: from a `qklab.collapse.collapse_map` over
+  `(r, kappa)` (chapter 8), the no-collapse window at the lowest and highest `kappa` (rank edge,
+  entropy edge, width in decades) and the largest localization reached without either collapse.
+- `LocaterFindings` / `locater_findings(records)`: from the committed sweep of chapter 10
+  (`load_sweep()`), per training length at the normal learning rate: the verdict of the
+  chapter's rule, the best LocAteR strength and its paired perplexity gain, LocAteR against
+  sigma-Reparam, where the last query's attention goes (LocAteR against plain training); at the
+  too-high rate, weight decay against the best LocAteR strength.
+
+Not here: computing the map (`qklab.collapse`), the verdict rule and the statistics
+(`qklab.reproduce`), the prose (the chapters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
+from qklab.reproduce import SCALES, at_length, locater_points, paired, summarise, t_interval, verdict
+from qklab.runner import point_key, read_records
+
+__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "spearman"]
+
+#: The committed sweep of chapter 10 (`qklab reproduce locater --scale book`).
+SWEEP_FILE = Path(__file__).resolve().parents[1] / "results" / "locater-book.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class MapFindings:
+    """The one-layer `(r, kappa)` map in a few numbers; index 0 is the lowest `kappa`, 1 the highest.
+
+    `rank_edge` and `entropy_edge` are the scales `r` where the seed-averaged residual falls to its
+    threshold and the entropy to its threshold (means over seeds); `window` is
+    `log10(entropy_edge / rank_edge)`, the width of the no-collapse window in decades;
+    `best_localization` the largest localization (attention on the query's own token over its
+    uniform share) at a point of the map with neither collapse.
+    """
+
+    kappas: tuple[float, float]
+    rank_edge: tuple[float, float]
+    entropy_edge: tuple[float, float]
+    window: tuple[float, float]
+    best_localization: tuple[float, float]
+
+
+def map_findings(M: dict[str, Tensor], scales, kappas) -> MapFindings:
+    """Summarise a `collapse_map(scales, kappas, ...)` result `M` (values `(seeds, scales, kappas)`)
+    with the course's thresholds (`qklab.collapse.THRESHOLDS`; chapter 8)."""
+    H, R, L = (M[k].mean(dim=0) for k in ("entropy", "residual", "localization"))  # (scales, kappas)
+    r_rank = log_crossing(scales, M["residual"].transpose(1, 2), THRESHOLDS["residual"])  # (seeds, kappas)
+    r_ent = log_crossing(scales, M["entropy"].transpose(1, 2), THRESHOLDS["entropy"])
+    codes = collapse_regions(H, R, L)  # (scales, kappas)
+    best = L.where(codes >= 2, L.new_zeros(())).amax(dim=0)  # (kappas,)
+    ends = (0, len(kappas) - 1)
+
+    def pair(t: Tensor) -> tuple[float, float]:
+        return tuple(float(t[..., j].mean()) for j in ends)
+
+    return MapFindings(
+        kappas=(float(kappas[0]), float(kappas[-1])),
+        rank_edge=pair(r_rank),
+        entropy_edge=pair(r_ent),
+        window=pair((r_ent / r_rank).log10()),
+        best_localization=pair(best),
+    )
+
+
+def load_sweep(path: str | Path = SWEEP_FILE) -> list[dict]:
+    """The records of the committed chapter-10 sweep, each with its grid point's tags."""
+    found = read_records(path)
+    return [{**found[point_key(p)], "tags": p["tags"]} for p in locater_points("book")[0] if point_key(p) in found]
+
+
+@dataclasses.dataclass(frozen=True)
+class LocaterFindings:
+    """Chapter 10's sweep in the numbers its summary quotes; dicts are keyed by training length.
+
+    At the normal learning rate: `verdict` (the chapter's rule), `best_rho` (the LocAteR strength
+    with the lowest mean validation perplexity, chosen on the validation split itself),
+    `plain_ppl`, `gain` (plain minus best LocAteR perplexity, mean of paired differences),
+    `vs_sigma` (best LocAteR minus sigma-Reparam: mean and 95% interval of paired differences),
+    `recent` (share of the last query's attention on its 8 nearest keys: (best LocAteR, plain)).
+    At the too-high rate and `high_steps`: `high_wd_ppl`, `high_best_ppl` (weight decay 1 and the
+    best LocAteR strength) and `high_verdict`. `kappa_recent_spearman`: across the trained heads of
+    the shortest runs (default initialisation, both rates), Spearman's rank correlation of `kappa`
+    with the recent share.
+    """
+
+    lengths: tuple[int, ...]
+    verdict: dict[int, str]
+    best_rho: dict[int, float]
+    plain_ppl: dict[int, float]
+    gain: dict[int, float]
+    vs_sigma: dict[int, tuple[float, float, float]]
+    recent: dict[int, tuple[float, float]]
+    high_steps: int
+    high_verdict: str
+    high_best_ppl: float
+    high_wd_ppl: float
+    kappa_recent_spearman: float
+
+    def relative_gain(self, steps: int) -> float:
+        """The best strength's perplexity gain as a fraction of plain training's perplexity."""
+        return self.gain[steps] / self.plain_ppl[steps]
+
+    def tied_with_sigma_from(self) -> int | None:
+        """The first length from which every paired interval against sigma-Reparam contains 0."""
+        for i, L in enumerate(self.lengths):
+            if all(lo <= 0 <= hi for _, lo, hi in (self.vs_sigma[k] for k in self.lengths[i:])):
+                return L
+        return None
+
+
+def locater_findings(records: list[dict]) -> LocaterFindings:
+    """Chapter 10's summary numbers from the sweep's records (`load_sweep()`)."""
+    rows = {(r["steps"], r["regime"], r["arm"], r["rho"]): r for r in summarise(records)}
+    lengths = tuple(sorted({k[0] for k in rows if k[1] == "normal"}))
+    loc = "LocAteR variance"
+
+    def best(L: int, regime: str) -> float:
+        strengths = [k[3] for k in rows if k[:3] == (L, regime, loc) and not math.isnan(rows[k]["val_ppl"])]
+        return min(strengths, key=lambda rho: rows[(L, regime, loc, rho)]["val_ppl"])
+
+    best_rho = {L: best(L, "normal") for L in lengths}
+    vs_sigma = {L: t_interval(list(paired(records, "normal", loc, best_rho[L], "sigma-Reparam", "val_ppl",
+                                          steps=L).values())) for L in lengths}
+    high_steps = max(k[0] for k in rows if k[1] == "too high")
+    high_best = best(high_steps, "too high")
+    heads = [r["result"] for r in at_length(records, SCALES["book"].steps) if r.get("status") == "ok"
+             and r["result"].get("status") == "completed" and not r["tags"]["arm"].startswith("mimetic")]
+    return LocaterFindings(
+        lengths=lengths,
+        verdict={L: verdict(records, "normal", steps=L)["verdict"] for L in lengths},
+        best_rho=best_rho,
+        plain_ppl={L: rows[(L, "normal", "plain", 0.0)]["val_ppl"] for L in lengths},
+        gain={L: -rows[(L, "normal", loc, best_rho[L])]["d_ppl"] for L in lengths},
+        vs_sigma=vs_sigma,
+        recent={L: (rows[(L, "normal", loc, best_rho[L])]["recent_mass"], rows[(L, "normal", "plain", 0.0)]["recent_mass"])
+                for L in lengths},
+        high_steps=high_steps,
+        high_verdict=verdict(records, "too high", steps=high_steps)["verdict"],
+        high_best_ppl=rows[(high_steps, "too high", loc, high_best)]["val_ppl"],
+        high_wd_ppl=rows[(high_steps, "too high", "weight decay", 1.0)]["val_ppl"],
+        kappa_recent_spearman=spearman([h["qk_kappa"] for h in heads], [h["recent_mass"] for h in heads]),
+    )
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equally long sequences without ties."""
+    rank = lambda v: np.argsort(np.argsort(np.asarray(v)))  # noqa: E731
+    return float(np.corrcoef(rank(x), rank(y))[0, 1])
