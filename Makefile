@@ -67,7 +67,7 @@ execute: $(STAMP)
 	@mkdir -p _build && echo "$(SOURCE_HASH)" > _build/qklab-source
 	@mkdir -p $(CACHE)
 	@$(JCACHE) notebook clear --force > /dev/null
-	@$(JCACHE) notebook add chapters/*.ipynb > /dev/null
+	@$(JCACHE) notebook add chapters/*.ipynb appendix/*.ipynb > /dev/null
 	$(NB_ENV) $(JCACHE) project execute --executor local-parallel --timeout $(NB_TIMEOUT)
 	@$(PY) _ext/execution_report.py $(CACHE)
 
@@ -92,7 +92,7 @@ exercises-check: $(STAMP)
 # in cells tagged raises-exception). Their claims go to a folder of their own: the claims ledger
 # page shows what the book's own execution measured.
 notebooks: $(STAMP)
-	QKLAB_LEDGER_DIR=$(CURDIR)/_build/nbval-claims $(NBVAL_ENV) $(NBVAL) chapters exercises
+	QKLAB_LEDGER_DIR=$(CURDIR)/_build/nbval-claims $(NBVAL_ENV) $(NBVAL) chapters appendix exercises
 
 browser: $(STAMP)
 	$(PY) -m pytest tests/browser -p no:randomly
