@@ -25,7 +25,9 @@ What is here:
 
   Bao, Hataya and Karakida (ICML 2024) describe LocAteR as shrinking the scale of the QK
   eigenspectrum while keeping its mean; their exact parametrisation may differ from these forms,
-  which are the course's own ([ours] in the theory notes).
+  which are the course's own ([ours] in the theory notes). Only "scale" holds the mean; the default
+  "variance" shrinks the spread and leaves the mean free (from a start with mean near 0 it pulls
+  `W` towards 0 as a whole).
 - `SigmaReparam` (Zhai et al. 2023): `W_hat = gamma / sigma(W) * W`, with `sigma` the spectral
   norm estimated by one power-iteration step per training step and `gamma` a learned scalar.
   `ModelConfig(sigma_reparam=True)` puts it on every query and key projection.
@@ -129,7 +131,8 @@ def locater_penalty(
 def qk_weight_decay(model: "Transformer") -> Tensor:
     """Naive baseline: `sum over layers and heads of ||W_Q||_F^2 + ||W_K||_F^2`.
 
-    It shrinks the scale of `W_QK` *and* its mean, unlike LocAteR, which holds the mean.
+    It shrinks the scale of `W_QK` *and* its mean, unlike LocAteR's "variance" form (which only
+    penalises the spread) and its "scale" form (which holds the mean near `m_0`).
     """
     return model.W_Q.pow(2).sum() + model.W_K.pow(2).sum()
 
