@@ -164,10 +164,20 @@ RIGHT = [
     (ct.check_power_step, power_step_float_sigma),
     (cc.check_half_entropy_scale, half_entropy_linear_bisection),
     (cc.check_collapse_regions, regions_where),
-    (cs.check_spectrum_moments, moments_eigvals),
     (cs.check_core_eigenvalues, core_eigenvalues_numpy),
-    (ct.check_symmetric_penalty, symmetric_penalty_formed),
 ]
+
+# Right in value, but against the statement's rules (issue 19: the rules are enforced).
+RULE_BREAKERS = [
+    (cs.check_spectrum_moments, moments_eigvals, "eigen-solver"),
+    (ct.check_symmetric_penalty, symmetric_penalty_formed, "a d x d matrix"),
+]
+
+
+@pytest.mark.parametrize("check, answer, why", RULE_BREAKERS, ids=[a.__name__ for _, a, _ in RULE_BREAKERS])
+def test_right_values_computed_against_the_rules_fail(check, answer, why):
+    with pytest.raises(ExerciseCheckError, match=why):
+        check(answer)
 
 
 @pytest.mark.parametrize("check, answer", RIGHT, ids=[a.__name__ for _, a in RIGHT])

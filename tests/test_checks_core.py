@@ -38,7 +38,7 @@ def test_recognised_mistake_is_named_and_its_hint_comes_second():
 
 def test_unrecognised_error_reports_location_and_generic_hint():
     wrong = lambda x: torch.softmax(2 * x, dim=-1)  # noqa: E731
-    with pytest.raises(ExerciseCheckError, match=r"index \(0, 2\): yours is 0.866813, too large by 10 to 50 % \(the largest difference; 6 of 6") as info:
+    with pytest.raises(ExerciseCheckError, match=r"index \(0, 2\) \(counting from 0\): yours is 0.866813, too large by 10 to 50 % \(the largest difference; 6 of 6") as info:
         check_function(wrong, reference, CASES, name="softmax", mistakes=[WRONG_AXIS], hint="think")
     assert "wrong axis" not in str(info.value) and "think" not in str(info.value)
     assert "0.665" not in str(info.value) and "0.67" not in str(info.value)  # softmax([1, 2, 3])[2], the right value
@@ -51,7 +51,7 @@ def test_shape_type_nan_and_not_implemented_messages():
         check_function(lambda x: x.sum(-1), reference, CASES, name="softmax")
     with pytest.raises(ExerciseCheckError, match="returned a list"):
         check_function(lambda x: x.tolist(), reference, CASES, name="softmax")
-    with pytest.raises(ExerciseCheckError, match=r"index \(0, 0\) is inf where the right value is finite \(6 entries"):
+    with pytest.raises(ExerciseCheckError, match=r"index \(0, 0\) \(counting from 0\) is inf where the right value is finite \(6 entries"):
         check_function(lambda x: x / 0, reference, CASES, name="softmax")
     with pytest.raises(ExerciseCheckError, match="not implemented yet"):
         check_function(lambda x: (_ for _ in ()).throw(NotImplementedError()), reference, CASES, name="softmax")

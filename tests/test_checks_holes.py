@@ -44,7 +44,11 @@ def test_ipython_shows_the_message_and_no_check_source(capsys):
         "import torch\n"
         "from qklab.checks.attention import check_attention_pattern\n"
         "def wrong(X, W_Q, W_K, causal=False):\n"
-        "    return torch.softmax((X @ W_Q) @ (X @ W_K).transpose(-2, -1), dim=-1)\n"
+        "    S = (X @ W_Q) @ (X @ W_K).transpose(-2, -1)\n"
+        "    T = S.shape[-1]\n"
+        "    if causal:\n"
+        "        S = S.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float('-inf'))\n"
+        "    return torch.softmax(S, dim=-1)\n"
         "check_attention_pattern(wrong)\n"
     )
     shown = capsys.readouterr().out
@@ -260,7 +264,9 @@ def test_tighter_tolerance_to_name_a_mistake_than_to_accept():
     assert "looks like m" in _message(core.check_value, 1.5101, 1.0, name="x", rtol=1e-2, mistakes={"m": (1.51, "h")})
 
 
-def test_chapter5_transposed_W_names_both_possibilities():
+def test_chapter5_transposed_W_is_named_with_the_mistake_it_always_equals():
+    """W transposed and the softmax over the queries give the same number on every input (issue 19:
+    a mistake is named only when no other matches); they are one named mistake."""
     from qklab.checks.collapse import check_mean_normalized_entropy
 
     def transposed(X, W):
@@ -268,7 +274,7 @@ def test_chapter5_transposed_W_names_both_possibilities():
         return (-torch.special.xlogy(A, A).sum(-1) / math.log(X.shape[-2])).mean()
 
     msg = _message(check_mean_normalized_entropy, transposed)
-    assert "softmax over the queries" in msg and "W transposed" in msg
+    assert "This looks like" in msg and "W transposed" in msg and "softmax over the queries" in msg
 
 
 def test_chapter2_hints_count_rows_from_0(capsys):

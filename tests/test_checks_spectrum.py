@@ -30,12 +30,11 @@ def _moments_by_traces(W_Q, W_K):
 
 def test_right_answers_pass(capsys):
     check_spectrum_moments(_moments_by_traces)
-    check_spectrum_moments(_moments_by_eigvals)  # complex with zero imaginary part is accepted
     check_core_eigenvalues(lambda W_Q, W_K: torch.linalg.eigvals(W_K.transpose(-2, -1) @ W_Q))
     check_core_eigenvalues(lambda W_Q, W_K: torch.linalg.eigvals(W_Q.transpose(-2, -1) @ W_K))  # C^T: same eigenvalues
     check_zero_counts(36, 40)
     out = capsys.readouterr().out
-    assert out.count("\u2713") == 6
+    assert out.count("\u2713") == 5
 
 
 @pytest.mark.parametrize("mistake", MOMENT_MISTAKES, ids=lambda m: m.label)
@@ -51,11 +50,12 @@ def test_each_core_mistake_is_recognised(mistake):
     assert f"This looks like {mistake.label}" in str(info.value)
 
 
-def test_eigvalsh_message_says_what_is_wrong():
+def test_an_eigen_solver_breaks_the_rule_and_the_message_says_eigvalsh_is_wrong_too():
+    """The statement forbids eigen-solvers (issue 19): the full eigendecomposition, right in value, fails."""
     with pytest.raises(ExerciseCheckError) as info:
-        check_spectrum_moments(lambda W_Q, W_K: MOMENT_MISTAKES[0].fn(W_Q, W_K))
+        check_spectrum_moments(_moments_by_eigvals)
     message = str(info.value)
-    assert "eigvalsh" in message and "lower triangle" in message and "one head" in message
+    assert "eigen-solver" in message and "eigvalsh" in message
 
 
 def test_unsolved_and_malformed_answers():

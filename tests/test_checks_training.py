@@ -197,8 +197,9 @@ def _symmetric_by_matrix(W_Q, W_K):
 
 def test_symmetric_penalty_right_answers_pass(capsys):
     tc.check_symmetric_penalty(tc.symmetric_penalty_reference)
-    tc.check_symmetric_penalty(_symmetric_by_matrix)
-    assert capsys.readouterr().out.count("\u2713") == 2
+    assert capsys.readouterr().out.count("\u2713") == 1
+    with pytest.raises(ExerciseCheckError, match="a d x d matrix"):  # right values, but the rule is broken
+        tc.check_symmetric_penalty(_symmetric_by_matrix)
 
 
 @pytest.mark.parametrize("mistake", tc.SYMMETRIC_MISTAKES, ids=lambda m: m.label)

@@ -118,10 +118,19 @@ def check_stack_residuals(fn: Callable[..., Tensor]) -> None:
     check_function(fn, attention_stack_residuals, cases, name="stack_residuals", mistakes=_STACK_MISTAKES)
 
 
+def _wrong_order_products(A: Tensor) -> Tensor:
+    """`P_l = A_1 A_2 ... A_l` (the newest layer on the right), batch-friendly."""
+    P = A[..., 0, :, :]
+    out = [P]
+    for l in range(1, A.shape[-3]):
+        P = P @ A[..., l, :, :]
+        out.append(P)
+    return torch.stack(out, dim=-3)
+
+
 _PRODUCT_MISTAKES = [
     Mistake("the products in the wrong order (A_1 A_2 ... A_l)",
-            lambda A: torch.stack([torch.linalg.multi_dot(list(A[..., : l + 1, :, :].unbind(-3))) if l else A[..., 0, :, :]
-                                   for l in range(A.shape[-3])], dim=-3),
+            lambda A: _wrong_order_products(A),
             "the newest layer acts last, on the left: P_l = A_l P_{l-1}."),
     Mistake("an elementwise product instead of a matrix product",
             lambda A: torch.cumprod(A, dim=-3), "use the matrix product @, not *."),
@@ -197,15 +206,16 @@ def _entropy_variant(*, scale: bool = True, dim: int = -1, log_base: float = mat
 
 _ENTROPY_MISTAKES = [
     Mistake("a missing 1/sqrt(d) in the scores", _entropy_variant(scale=False), "scores are X W X^T / sqrt(d)."),
-    Mistake("softmax over the queries (dim=-2)", _entropy_variant(dim=-2), "each row (query) must sum to 1: softmax over dim=-1."),
+    # On a square pattern (self-attention: T queries, T keys) W transposed gives the same number as
+    # the softmax over the queries on every input (the sum of all p log p of A^T): one mistake.
+    Mistake("softmax over the queries (dim=-2), or W transposed (X W^T X^T): the two give the same number",
+            _entropy_variant(dim=-2),
+            "each row (query) must sum to 1: softmax over dim=-1, with S_ij = x_i^T W x_j, the query x_i on the left: "
+            "X @ W @ X.transpose(-2, -1)."),
     Mistake("an entropy that is not normalised", _entropy_variant(by="none"), "divide each row's entropy by log T."),
     Mistake("a normalisation by log d instead of log T", _entropy_variant(by="d"), "the largest entropy of a row over T keys is log T, whatever d is."),
     Mistake("the entropy in bits divided by log T in nats", _entropy_variant(log_base=2.0, by="T"),
             "use natural logarithms for both, or any one base for both."),
-    # On a square pattern (self-attention: T queries, T keys) this gives the same number as the
-    # softmax over the queries: the sum of all p log p of A^T. The engine then names both.
-    Mistake("W transposed (X W^T X^T: the scores of the keys against the queries)", _entropy_variant(transpose_W=True),
-            "S_ij = x_i^T W x_j with the query x_i on the left: X @ W @ X.transpose(-2, -1)."),
 ]
 
 

@@ -132,8 +132,9 @@ def check_value(
     Accepts any real number type: `int`, `float`, numpy scalars and 0-d arrays, one-element tensors,
     and complex numbers with a zero imaginary part. A mistake of `mistakes`
     (`{label: (value that mistake gives, hint)}`) is named only within a tolerance ten times
-    tighter than the one that accepts the answer, so that a value near two candidates is not
-    misnamed; a value near a mistake but not that near is told to give more digits.
+    tighter than the one that accepts the answer, and only when no other mistake gives the same
+    number, so that a value near two candidates is not misnamed; a value near a mistake but not
+    that near is told to give more digits.
     """
     __tracebackhide__ = True  # noqa: F841
     number = _as_number(value, name)
@@ -147,11 +148,11 @@ def check_value(
     named = [(label, why) for label, (wrong, why) in (mistakes or {}).items() if close(number, float(wrong), 0.1)]
     near = [label for label, (wrong, _) in (mistakes or {}).items() if close(number, float(wrong)) and label not in dict(named)]
     specific, diagnosis = "", ""
-    if named:
-        diagnosis = " or ".join(label for label, _ in named)
+    if len(named) == 1:  # two mistakes that give this same number are not told apart: neither is named
+        diagnosis = named[0][0]
         message += f"\nThis looks like {diagnosis}."
-        specific = " / ".join(why for _, why in named)
-    elif near:
+        specific = named[0][1]
+    elif not named and near:
         message += f"\nIt is close to what {' or '.join(near)} would give, but not close enough to tell: give more digits."
     raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, expected=expected)
 
@@ -213,23 +214,46 @@ def _to_tensor(got: Any, like: Tensor) -> Tensor | str:
     return f"returned a {type(got).__name__}, expected a torch.Tensor of shape {tuple(like.shape)}"
 
 
-def _where(index: tuple[int, ...], axis_names: Sequence[str]) -> str:
-    """`(1, 2, 3)` with axis names `("row", "key")` -> "at index [1] of the leading axes, row 2, key 3"."""
+def _where(index: tuple[int, ...], axis_names: Sequence[str], index_from: Sequence[int] = ()) -> str:
+    """`(1, 2, 3)` with axis names `("row", "key")` -> "at index [1] of the leading axes, row 2, key 3".
+
+    `index_from` gives, for each named axis, the number its first entry has in the exercise's
+    statement (1 for `tau = 1..T`; 0, the default, for rows counted from 0). Without names the
+    position is "entry 7 (counting from 0)".
+    """
     if not index:
         return "your value"
     k = min(len(axis_names), len(index))
-    named = [f"{n} {i}" for n, i in zip(axis_names[len(axis_names) - k:], index[len(index) - k:])]
+    starts = list(index_from) + [0] * (len(axis_names) - len(index_from))
+    starts = starts[len(axis_names) - k:]
+    named = [f"{n} {i + s}" if s == 0 else f"{n} = {i + s}"
+             for n, i, s in zip(axis_names[len(axis_names) - k:], index[len(index) - k:], starts)]
     lead = index[: len(index) - k]
     parts = ([f"index {list(lead)} of the leading (batch/head) axes"] if lead else []) + named
-    return ", ".join(parts) if named else f"index {index}"
+    if named:
+        return ", ".join(parts)
+    if len(index) == 1:
+        return f"entry {index[0]} (counting from 0)"
+    return f"index {index} (counting from 0)"
 
 
 def _show(v: Tensor) -> str:
     return f"{complex(v):.4g}" if v.is_complex() else f"{float(v):.6g}"
 
 
-def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names: Sequence[str] = ()) -> str | None:
-    """None when `got` matches `expected`, else a sentence saying what differs (without `expected`'s values)."""
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names: Sequence[str] = (),
+                index_from: Sequence[int] = ()) -> str | None:
+    """None when `got` matches `expected`, else a sentence saying what differs (without `expected`'s values).
+
+    An integer `expected` (category codes, counts) asks for integers: float output is refused
+    even when its values are whole numbers, and a wrong entry is "not the right code", never
+    "too small by a factor". A complex `expected` with non-zero imaginary parts refuses real
+    output (the imaginary parts dropped, e.g. by `.real`).
+    """
     got_t = _to_tensor(got, expected)
     if isinstance(got_t, str):
         return got_t
@@ -237,6 +261,14 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
         extra = " (the right number of entries in another shape: a missing keepdim, or an axis in the wrong place?)" \
             if got_t.numel() == expected.numel() else ""
         return f"returned shape {tuple(got_t.shape)}, expected {tuple(expected.shape)}{extra}"
+    integer = not (expected.is_floating_point() or expected.is_complex() or expected.dtype == torch.bool)
+    if integer and (got_t.is_floating_point() or got_t.is_complex()):
+        return (f"returned {_dtype_name(got_t.dtype)} values, but the exercise asks for integers "
+                f"({_dtype_name(expected.dtype)}): build the result with dtype=torch.int64, or convert it with .long()")
+    if expected.is_complex() and not got_t.is_complex() and expected.numel() \
+            and float(expected.imag.abs().max()) > max(atol, 1e-9 * float(expected.abs().max())):
+        return ("returned real values, but some of the right values are complex (non-zero imaginary parts): "
+                "keep the complex output (do not take .real or abs)")
     if got_t.is_complex() and not expected.is_complex():
         if float(got_t.imag.abs().max(initial=0.0) if got_t.numel() else 0.0) > 1e-9 * max(1.0, float(got_t.abs().max())):
             return "returned complex values with non-zero imaginary parts; the answer is real"
@@ -247,20 +279,30 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
     low_precision = got_t.is_floating_point() and expected.is_floating_point() and got_t.dtype != expected.dtype \
         and torch.finfo(got_t.dtype).eps > torch.finfo(expected.dtype).eps
     got_t = got_t.to(expected.dtype)
-    bad = ~torch.isfinite(got_t) & torch.isfinite(expected)
-    if bool(bad.any()):
-        first = tuple(int(i) for i in bad.nonzero()[0])
-        what = "NaN" if bool(torch.isnan(got_t[first])) else "inf"
-        more = f" ({int(bad.sum())} entries in all are NaN or inf)" if int(bad.sum()) > 1 else ""
-        where = _where(first, axis_names)
-        return f"{where} is {what} where the right value is finite{more}"
+    if not integer:
+        bad = ~torch.isfinite(got_t) & torch.isfinite(expected)
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            what = "NaN" if bool(torch.isnan(got_t[first])) else "inf"
+            more = f" ({int(bad.sum())} entries in all are NaN or inf)" if int(bad.sum()) > 1 else ""
+            where = _where(first, axis_names, index_from)
+            return f"{where} is {what} where the right value is finite{more}"
+    if integer:
+        off = got_t != expected
+        if not bool(off.any()):
+            return None
+        first = tuple(int(i) for i in off.nonzero()[0])
+        at = _where(first, axis_names, index_from) if first else "your value"
+        n_off = int(off.sum())
+        return (f"{at}: yours is {int(got_t[first])}, which is not the right value there "
+                f"({n_off} of {expected.numel()} values are off)")
     if torch.allclose(got_t, expected, atol=atol, rtol=rtol, equal_nan=True):
         return None
     err = (got_t - expected).abs().nan_to_num(nan=math.inf)
     n_off = int((err > atol + rtol * expected.abs()).sum())
     where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape)) if err.ndim else ()
     g, e = got_t[where], expected[where]
-    at = f"{_where(where, axis_names)}: yours is" if where else "yours is"
+    at = f"{_where(where, axis_names, index_from)}: yours is" if where else "yours is"
     if got_t.is_complex():
         sentence = f"{at} {_show(g)}, off by {float(err.max()):.2g} in absolute value"
     else:
@@ -271,30 +313,61 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
         nz = expected.abs() > atol
         if int(nz.sum()) >= 2 and bool((got_t[~nz].abs() <= atol).all()):
             q = got_t[nz] / expected[nz]
-            if float((q - q[0]).abs().max()) <= 1e-6 * abs(float(q[0])) and abs(float(q[0]) - 1) > 1e-3:
-                sentence += f". Every value of yours is the right one times the same factor: {describe_ratio(float(q[0]), 1.0)}"
+            q0 = float(q[0])
+            if q0 != 0.0 and math.isfinite(q0) and float((q - q[0]).abs().max()) <= 1e-6 * abs(q0) and abs(q0 - 1) > 1e-3:
+                sentence += f". Every value of yours is the right one times the same factor: {describe_ratio(q0, 1.0)}"
     if low_precision:
-        sentence += (f". Your output is {str(got_dtype).replace('torch.', '')} but the inputs are "
-                     f"{str(expected.dtype).replace('torch.', '')}: keep their dtype (e.g. dtype=X.dtype in torch.tensor, torch.arange)")
+        sentence += (f". Your output is {_dtype_name(got_dtype)} but the inputs are "
+                     f"{_dtype_name(expected.dtype)}: keep their dtype (e.g. dtype=X.dtype in torch.tensor, torch.arange)")
     return sentence
 
 
-def _diagnose(got: Any, case: Case, mistakes: Sequence[Mistake], atol: float, rtol: float) -> tuple[list[Mistake], list[Mistake]]:
-    """The mistakes whose output equals `got` within a tolerance ten times tighter than the check's
-    (named), and those that match only within the check's own tolerance (near)."""
+def _outputs(fn: Callable[..., Any], cases: Sequence[Case]) -> list[Any]:
+    """`fn`'s output on every case; `_FAILED` where it raised."""
+    out = []
+    for case in cases:
+        try:
+            out.append(_call(fn, case))
+        except Exception:  # noqa: BLE001  (a failing call only means "no match")
+            out.append(_FAILED)
+    return out
+
+
+_FAILED = object()
+
+
+def _diagnose(got_all: Sequence[Any], cases: Sequence[Case], mistakes: Sequence[Mistake], atol: float,
+              rtol: float) -> tuple[list[Mistake], list[Mistake]]:
+    """The mistakes that behave like the reader's function on EVERY case: the same output within
+    a tolerance ten times tighter than the check's (named), or only within the check's own
+    tolerance (near). `got_all` holds the reader's outputs on `cases`, `_FAILED` where the
+    reader's function raised; there the mistake must raise too."""
     named, near = [], []
     for mistake in mistakes:
-        try:
-            wrong = _call(mistake.fn, case)
-        except Exception:  # a mistaken variant may itself fail on this input; then it is not this one
-            continue
-        wrong_t = _to_tensor(wrong, torch.as_tensor(0.0)) if not isinstance(wrong, Tensor) else wrong
-        if not isinstance(wrong_t, Tensor):
-            continue
-        wrong_t = wrong_t.detach()
-        if _difference(got, wrong_t, atol / 10, rtol / 10) is None:
+        tight, loose = True, True
+        for got, case in zip(got_all, cases):
+            try:
+                wrong = _call(mistake.fn, case)
+            except Exception:  # noqa: BLE001  (a mistaken variant may fail on this input, as the reader's may)
+                wrong = _FAILED
+            if (got is _FAILED) or (wrong is _FAILED):
+                if (got is _FAILED) != (wrong is _FAILED):
+                    tight = loose = False
+                    break
+                continue
+            wrong_t = _to_tensor(wrong, torch.as_tensor(0.0)) if not isinstance(wrong, Tensor) else wrong
+            if not isinstance(wrong_t, Tensor):
+                tight = loose = False
+                break
+            wrong_t = wrong_t.detach()
+            if tight and _difference(got, wrong_t, atol / 10, rtol / 10) is not None:
+                tight = False
+            if _difference(got, wrong_t, atol, rtol) is not None:
+                loose = False
+                break
+        if tight:
             named.append(mistake)
-        elif _difference(got, wrong_t, atol, rtol) is None:
+        elif loose:
             near.append(mistake)
     return named, near
 
@@ -311,6 +384,7 @@ def check_function(
     rtol: float = 1e-4,
     quiet: bool = False,
     axis_names: Sequence[str] = (),
+    index_from: Sequence[int] = (),
 ) -> None:
     """Compare `fn` with `reference` on every case; raise `ExerciseCheckError` on the first mismatch.
 
@@ -321,6 +395,12 @@ def check_function(
         mistakes: typical wrong answers to recognise by their output.
         hint: the recipe, given on request (see the module docstring), when no mistake is recognised.
         axis_names: names of the output's trailing axes for messages, e.g. `("row", "key")`.
+        index_from: the number of the first entry of each named axis in the statement (1 for
+            `tau = 1..T`); 0 when not given.
+
+    A typical mistake is named only when the reader's output equals that mistake's on every
+    case (not only the failing one) and no other mistake's does: two formulas that coincide on
+    one case are not told apart by it.
 
     The reader's output may be a tensor, a numpy array, or (for a 0-d answer) a Python number.
     A function that changes one of its inputs in place fails, even when its output is right.
@@ -348,7 +428,7 @@ def check_function(
                 name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case, cause=err,
             ) from err
         changed = _modified_inputs(case, args, kwargs, _arg_names(reference, case))
-        problem = _difference(got, expected_t, atol, rtol, axis_names)
+        problem = _difference(got, expected_t, atol, rtol, axis_names, index_from)
         if problem is None and not changed:
             continue
         in_place = (
@@ -363,19 +443,14 @@ def check_function(
         message = f"{name} is not right yet on the case '{case.description}': {problem}."
         if in_place:
             message += f"\nAlso, {in_place}"
-        named, near = _diagnose(got, case, mistakes, atol, rtol)
+        named, near = _diagnose(_outputs(fn, cases), cases, mistakes, atol, rtol) if mistakes else ([], [])
         specific, diagnosis = "", ""
         if len(named) == 1:
             diagnosis = named[0].label
             message += f"\nThis looks like {diagnosis}."
             specific = named[0].hint
-        elif named:
-            diagnosis = " or ".join(m.label for m in named)
-            message += "\nThis looks like one of these mistakes, which give the same result here: " + \
-                "; ".join(f"({i + 1}) {m.label}" for i, m in enumerate(named)) + "."
-            specific = " / ".join(f"({i + 1}) {m.hint}" for i, m in enumerate(named))
-        elif near:
-            message += f"\nIt is close to what {' or '.join(m.label for m in near)} gives, but not equal."
+        elif not named and len(near) == 1:
+            message += f"\nIt is close to what {near[0].label} gives, but not equal."
         raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint,
                     expected=expected, case=case)
     if not quiet:

@@ -193,7 +193,10 @@ def describe_ratio(got: float, expected: float, *, scale: float = 0.0, factors: 
         return "too small in size (the right value is not zero)"
     if (got > 0) != (expected > 0):
         return f"of the wrong sign (the right value is {'positive' if expected > 0 else 'negative'})"
-    word = "too large" if abs(got) > abs(expected) else "too small"
+    if expected < 0:  # both negative: "too large" would read as "too far to the right"
+        word = "too large in size (more negative)" if abs(got) > abs(expected) else "too small in size (closer to 0)"
+    else:
+        word = "too large" if abs(got) > abs(expected) else "too small"
     small, big = sorted((abs(got), abs(expected)))
     if small == 0.0 or big / small == math.inf:
         return f"{word} by orders of magnitude"

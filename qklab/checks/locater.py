@@ -9,7 +9,8 @@ computed from `W_Q, W_K` (`(..., d, d_h)`) through the trace identities of chapt
 forming the `d x d` matrix and without eigenvalues; the reference is
 `qklab.regularizers.locater_per_head(..., form="scale")`. The check runs the reader's function
 under a watch on the shapes of the tensors it creates, so a solution that builds a `d x d` tensor
-fails with that message even when its numbers are right. Recognised wrong answers (`MISTAKES`):
+fails with that message even when its numbers are right; so does one that forms it in numpy
+(the watch measures the memory allocated) or calls an eigen-solver (`qklab.checks.rules`). Recognised wrong answers (`MISTAKES`):
 the mean term forgotten; `tr(W^2)` in place of `||W||_F^2`; normalising by `d_h` instead of `d`;
 the weight `mu` dropped; the variance form `||W||_F^2/d - m^2` (which holds no mean).
 `tests/test_checks_locater.py` feeds each of them, and a `d x d` solution, back in.
@@ -25,9 +26,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
-from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, exercise, gaussian
+from qklab.checks.core import Case, Mistake, check_function, exercise, gaussian
+from qklab.checks.rules import obeying_rules
 from qklab.regularizers import locater_per_head
 from qklab.spectrum import QK
 
@@ -85,40 +86,6 @@ MISTAKES = [
 ]
 
 
-class _ShapeWatch(TorchFunctionMode):
-    """Records the first tensor created whose last two dimensions are `(d, d)`."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.d = d
-        self.seen: tuple | None = None
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
-        if self.seen is None and isinstance(out, Tensor) and out.ndim >= 2 and out.shape[-2:] == (self.d, self.d):
-            self.seen = tuple(out.shape)
-        return out
-
-
-def _watched(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn`, failing when it builds a `(d, d)` tensor for inputs `(..., d, d_h)` with `d > d_h`."""
-
-    def run(W_Q: Tensor, W_K: Tensor, m0: Any, mu: float) -> Any:
-        d, dh = W_Q.shape[-2], W_Q.shape[-1]
-        watch = _ShapeWatch(d)
-        with watch:
-            out = fn(W_Q, W_K, m0, mu)
-        if d > dh and watch.seen is not None:
-            raise ExerciseCheckError(
-                f"scale_mean_penalty: your function built a tensor of shape {watch.seen}, a d x d matrix "
-                f"(d = {d}, d_h = {dh}). The exercise asks for the penalty from W_Q and W_K without forming "
-                f"W_QK: use the trace identities of chapter 6 (only d_h x d_h products are needed)."
-            )
-        return out
-
-    return run
-
-
 @exercise("ex-scale-mean-penalty",
           hint="tr(W) is the Frobenius inner product of W_Q and W_K; ||W||_F^2 = tr((W_Q^T W_Q)(W_K^T W_K)), "
                "a product of two d_h x d_h Gram matrices; then divide by d and add the weighted mean term.")
@@ -131,6 +98,8 @@ def check_scale_mean_penalty(fn: Callable[[Tensor, Tensor, Any, float], Tensor])
         Case("a skewed head (W_K = W_Q rotated), mu = 1", (gaussian((12, 3), 42), gaussian((12, 3), 42).flip(0), -0.2, 1.0)),
         Case("two layers of three heads, (2, 3, 16, 4), m_0 per head",
              (gaussian((2, 3, 16, 4), 43), gaussian((2, 3, 16, 4), 44), gaussian((2, 3), 45, 0.1), 3.0)),
+        Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB), m_0 = -0.1, mu = 2",
+             (gaussian((512, 2), 46), gaussian((512, 2), 47), -0.1, 2.0)),
     ]
-    check_function(_watched(fn), scale_mean_penalty_reference, cases, name="scale_mean_penalty", mistakes=MISTAKES,
+    check_function(obeying_rules(fn, name="scale_mean_penalty"), scale_mean_penalty_reference, cases, name="scale_mean_penalty", mistakes=MISTAKES,
                    atol=1e-9, rtol=1e-7)

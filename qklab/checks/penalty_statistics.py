@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from qklab.checks.core import Case, Mistake, check_function, check_value, exercise, gaussian
+from qklab.checks.rules import obeying_rules
 from qklab.regularizers import locater_per_head
 from qklab.spectrum import QK
 
@@ -65,11 +66,12 @@ def symmetric_penalty_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
 
 
 def _sym_variant(W_Q: Tensor, W_K: Tensor, which: str) -> Tensor:
+    """A typical wrong penalty, from the trace identities (no `d x d` matrix, as the rule asks)."""
     d = W_Q.shape[-2]
-    W = W_Q @ W_K.transpose(-2, -1)
-    m = torch.diagonal(W, dim1=-2, dim2=-1).sum(-1) / d
-    fro = W.pow(2).sum(dim=(-2, -1))
-    tr2 = (W * W.transpose(-2, -1)).sum(dim=(-2, -1))
+    m = (W_Q * W_K).sum(dim=(-2, -1)) / d
+    fro = ((W_Q.transpose(-2, -1) @ W_Q) * (W_K.transpose(-2, -1) @ W_K)).sum(dim=(-2, -1))
+    C = W_K.transpose(-2, -1) @ W_Q
+    tr2 = (C * C.transpose(-2, -1)).sum(dim=(-2, -1))
     if which == "bound":
         return fro / d - m**2
     if which == "trace":
@@ -95,7 +97,11 @@ SYMMETRIC_MISTAKES = [
 
 @exercise("ex-symmetric-penalty", hint="m = <W_Q, W_K>_F / d; ||W_sym||_F^2 = (||W||_F^2 + tr(W^2))/2 with the trace identities of chapter 6.")
 def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Chapter 10, ex-symmetric-penalty: `fn(W_Q, W_K)` `(..., d, d_h)` -> `(...)`."""
+    """Chapter 10, ex-symmetric-penalty: `fn(W_Q, W_K)` `(..., d, d_h)` -> `(...)`.
+
+    The statement's rule is enforced (`qklab.checks.rules`): an answer that forms the `d x d`
+    matrix, in torch or in numpy, fails even when its numbers are right.
+    """
     rot = unsafe_example_matrix()
     U, S, Vh = torch.linalg.svd(rot)
     rot_q, rot_k = U[:, :2] * S[:2].sqrt(), Vh[:2].T * S[:2].sqrt()  # W_Q W_K^T = the rotation block
@@ -104,7 +110,9 @@ def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         Case("a symmetric head (W_Q = W_K): all forms agree", (gaussian((6, 3), 32), None)),
         Case("a pure rotation block: symmetric part zero", (rot_q, rot_k)),
         Case("two layers of three heads, (2, 3, 12, 4)", (gaussian((2, 3, 12, 4), 33), gaussian((2, 3, 12, 4), 34))),
+        Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB)", (gaussian((512, 2), 35), gaussian((512, 2), 36))),
     ]
     cases[1] = Case(cases[1].description, (cases[1].args[0], cases[1].args[0].clone()))
-    check_function(fn, symmetric_penalty_reference, cases, name="symmetric_penalty", mistakes=SYMMETRIC_MISTAKES,
+    check_function(obeying_rules(fn, name="symmetric_penalty", no_eigen=False), symmetric_penalty_reference, cases,
+                   name="symmetric_penalty", mistakes=SYMMETRIC_MISTAKES,
                    atol=1e-9, rtol=1e-7)

@@ -6,7 +6,9 @@
 
 Each check compares the reader's answer with `qklab.spectrum.QK` and recognises the typical wrong
 answers listed in its `MISTAKES`, among them a symmetric eigen-solver (`eigvalsh`) applied to the
-non-symmetric `W_QK`. `tests/test_checks_spectrum.py` feeds every mistake back in.
+non-symmetric core. `check_spectrum_moments` enforces the statement's rules (no `d x d` matrix, no
+eigen-solver, in torch or numpy: `qklab.checks.rules`). `tests/test_checks_spectrum.py` feeds every
+mistake back in.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import Tensor
 
 from qklab.checks.core import Case, Mistake, check_function, check_value, exercise
+from qklab.checks.rules import obeying_rules
 from qklab.spectrum import QK
 
 __all__ = [
@@ -203,10 +206,6 @@ def spectrum_moments_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
     return torch.stack([qk.mean("d"), qk.second_moment("d")], dim=-1)
 
 
-def _eig_moments(lam: Tensor, d: int) -> Tensor:
-    return torch.stack([lam.sum(-1) / d, (lam**2).sum(-1) / d], dim=-1)
-
-
 def _trace_parts(W_Q: Tensor, W_K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     C = _core(W_Q, W_K)
     tr = (W_Q * W_K).sum(dim=(-2, -1))
@@ -215,19 +214,6 @@ def _trace_parts(W_Q: Tensor, W_K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 MOMENT_MISTAKES = [
-    Mistake(
-        "a symmetric eigen-solver (eigvalsh) on the non-symmetric W_QK",
-        lambda W_Q, W_K: _eig_moments(torch.linalg.eigvalsh(W_Q @ W_K.transpose(-2, -1)), W_Q.shape[-2]),
-        "W_Q W_K^T is not symmetric: eigvalsh silently reads its lower triangle only and returns the eigenvalues "
-        "of a different (symmetric) matrix. Use the trace identities instead, no eigendecomposition needed.",
-    ),
-    Mistake(
-        "the eigenvalues of the symmetric part (W + W^T)/2",
-        lambda W_Q, W_K: _eig_moments(
-            torch.linalg.eigvalsh((W_Q @ W_K.transpose(-2, -1) + W_K @ W_Q.transpose(-2, -1)) / 2), W_Q.shape[-2]
-        ),
-        "the symmetric part has the same trace but not the same tr(W^2): the antisymmetric part counts with a minus sign.",
-    ),
     Mistake(
         "dividing by d_h instead of d",
         lambda W_Q, W_K: torch.stack([t / W_Q.shape[-1] for t in _trace_parts(W_Q, W_K)[:2]], dim=-1),
@@ -262,6 +248,7 @@ def _moment_cases() -> list[Case]:
         Case("d_h = 1", (rnd(5, 1), rnd(5, 1))),
         Case("a symmetric head, W_Q = W_K (d = 7, d_h = 3)", (W, W.clone())),
         Case("a float32 head, d = 16, d_h = 4", (rnd(16, 4).float(), rnd(16, 4).float())),
+        Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB)", (rnd(512, 2), rnd(512, 2))),
     ]
 
 
@@ -283,7 +270,7 @@ def _real_if_complex(fn: Callable[..., object]) -> Callable[..., object]:
 def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 6, ex-trace-moments: `fn(W_Q, W_K)` returns `[mean, second moment]`, `(..., 2)`, over `n = d`."""
     check_function(
-        _real_if_complex(fn),
+        _real_if_complex(obeying_rules(fn, name="spectrum_moments")),
         spectrum_moments_reference,
         _moment_cases(),
         name="spectrum_moments",
