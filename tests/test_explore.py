@@ -400,71 +400,240 @@ def test_static_rejects_bad_grids(call):
 
 # --- widgets --------------------------------------------------------------------------------------
 
+def _spy(monkeypatch, module, name):
+    """Record the arguments of every call of `module.name` (still calling it)."""
+    calls = []
+    real = getattr(module, name)
+
+    def wrapper(*a, **k):
+        calls.append((a, k))
+        return real(*a, **k)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
 def test_widgets_redraw_on_change(monkeypatch):
+    """Each control change recomputes the view with the new value and redraws the figure (new PNG)."""
     pytest.importorskip("ipywidgets")
-    calls = []
-    monkeypatch.setattr(spectrum, "spectrum_explorer", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(scale, "scale_explorer", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(depth, "depth_explorer", lambda *a, **k: calls.append(a))
-    w = E.spectrum_widget(mean=0.01, std=0.001)
-    assert calls[-1] == (pytest.approx(0.01), pytest.approx(0.001), 1.0, "random_walk")  # drawn once on creation
-    w.children[1].value = 3.0  # the sd slider
-    assert calls[-1][1] == pytest.approx(3.0)
-    s = E.scale_widget()
-    s.children[1].value = True  # causal mask
-    assert calls[-1][1] is True
-    t = E.scale_widget(scale=0.5, knob="temperature")  # the slider shows theta = 2
-    assert calls[-1][0] == pytest.approx(0.5)
-    t.children[0].value = 10.0
-    assert calls[-1][0] == pytest.approx(0.1) and calls[-1][2] == "temperature"
-    dw = E.depth_widget(depth=4)
-    dw.children[0].value = 9
-    assert calls[-1][0] == 9
+    calls = _spy(monkeypatch, spectrum, "spectrum_view")
+    w = E.spectrum_widget(mean=0.01, std=0.001, n_samples=20, **SMALL)
+    assert calls[-1][0][:4] == (0.01, 0.001, 1.0, "random_walk")  # drawn once on creation
+    png = w.png
+    assert png.startswith(b"\x89PNG")
+    w.controls["std"].value = 1.0
+    assert calls[-1][0][1] == 1.0 and w.png != png
+    s_calls = _spy(monkeypatch, scale, "scale_view")
+    s = E.scale_widget(**SMALL)
+    s.controls["causal"].value = True
+    assert s_calls[-1][1]["causal"] is True
+    t = E.scale_widget(scale=0.5, knob="temperature", **SMALL)  # the slider shows theta = 2
+    assert t.controls["value"].value == 2.0
+    t.controls["value"].value = 10.0
+    assert s_calls[-1][0][0] == pytest.approx(0.1)
+    d_calls = _spy(monkeypatch, depth, "depth_view")
+    dw = E.depth_widget(depth=4, **SMALL)
+    dw.controls["depth"].value = 9
+    assert d_calls[-1][0][0] == 9
 
 
-def test_spectrum_widget_mean_slider_reaches_zero_and_negative_means(monkeypatch):
+def test_one_two_five_and_signed_grid():
+    assert common.one_two_five(1e-3, 0.1) == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1]
+    assert common.one_two_five(0.01, 100)[0] == 0.01 and common.one_two_five(0.01, 100)[-1] == 100
+    g = common.signed_grid(1e-4, 2.0)
+    assert g == [-x for x in reversed(g)] and 0.0 in g and g == sorted(g)
+    assert common.with_value([0.0, 1.0], 0.5) == [0.0, 0.5, 1.0] and common.with_value([0.0, 1.0], 1.0) == [0.0, 1.0]
+    assert common.nearest([0.0, 1e-3, 1e-2], 3e-3) == 1e-3 and common.nearest([0.0, 1e-3], 0.0) == 0.0
+    with pytest.raises(ValueError):
+        common.one_two_five(1.0, 0.1)
+
+
+def test_spectrum_sliders_reach_the_chapters_values():
+    """Zero and negative means, s = 0 (kappa = 1) and the values chapter 7 names are slider stops."""
+    means = spectrum.mean_stops()
+    for m in (0.0, 0.01, -0.01, 0.001, 1e-4, 0.1, 1.0, -1.0):
+        assert m in means, m
+    stops = spectrum.spread_stops()
+    sds, variances = [sd for sd, _ in stops], [var for _, var in stops]
+    assert stops[0] == (0.0, 0.0)
+    assert all(var == pytest.approx(sd**2, rel=1e-12) for sd, var in stops)  # the two units of one stop
+    for sd in (0.001, 0.01, 0.02, 0.1, 1.0, 10.0):
+        assert sd in sds, sd
+    for var in (1e-8, 1e-6, 1e-4, 0.01, 1.0, 100.0):
+        assert any(v == pytest.approx(var, rel=1e-12) for v in variances), var
+    assert sds == sorted(sds) and len(set(sds)) == len(sds)
+
+
+def test_spectrum_widget_controls_variance_zero_and_presets(monkeypatch):
     pytest.importorskip("ipywidgets")
-    calls = []
-    monkeypatch.setattr(spectrum, "spectrum_explorer", lambda *a, **k: calls.append(a))
-    w = E.spectrum_widget(mean=0.01, std=1.0)
-    mean = w.children[0]
-    assert mean.min < 0 < mean.max and type(mean).__name__ == "FloatSlider"  # linear, through 0
+    calls = _spy(monkeypatch, spectrum, "spectrum_view")
+    w = E.spectrum_widget(mean=0.01, std=0.001, n_samples=20, **SMALL)
+    mean, spread, knob = w.controls["mean"], w.controls["std"], w.knob
+    assert type(mean).__name__ == "SelectionSlider" and mean.value == 0.01
+    # the spread is shown as the variance by default; the switch relabels it as the sd, same stop
+    assert knob.value == "variance" and spread.description == "variance s²" and spread.label == "1.0e-06"
+    n = len(calls)
+    knob.value = "sd"
+    assert spread.value == 0.001 and spread.label == "0.001" and spread.description == "sd s"
+    assert len(calls) == n  # relabelled only: the title gives both s and s², nothing to recompute
+    # s = 0 is a stop: kappa = 1, no clamping
+    spread.value = 0.0
+    assert calls[-1][0][1] == 0.0
+    assert "s = 0, s² = 0, κ = 1\n" in w.figure.get_suptitle()
+    # zero and negative means
     mean.value = 0.0
-    assert calls[-1][0] == 0.0  # chapter 7's zero-mean (U-shaped) case
+    assert calls[-1][0][0] == 0.0
     mean.value = -0.5
-    assert calls[-1][0] == pytest.approx(-0.5)
+    assert calls[-1][0][0] == -0.5
+    # the chapter's cases: one click sets mean and spread and redraws once
+    labels = [b.description for b in w.buttons]
+    assert any("U shape" in label for label in labels) and any("κ = 1" in label for label in labels)
+    for button, (_, values) in zip(w.buttons, spectrum.SPECTRUM_PRESETS):
+        n = len(calls)
+        button.click()
+        assert len(calls) == n + 1
+        assert calls[-1][0][:2] == (values["mean"], values["std"])
+        assert w.values()["mean"] == values["mean"] and w.values()["std"] == values["std"]
+    # a start value off the grid is added to it, not clamped
+    odd = E.spectrum_widget(mean=0.0123, std=0.0031, n_samples=10, **SMALL)
+    assert odd.values()["mean"] == 0.0123 and odd.values()["std"] == 0.0031
 
 
-def test_widgets_say_to_rerun_the_cell(capsys):
-    """A reopened notebook shows 'Error displaying widget'; the note above the widget (plain
-    output, not a widget) says what to do."""
+def test_profile_axis_shows_the_zero_mean_u_shape():
+    """Chapter 7's m = 0, s = 1 profile: ends near 0.1, middle near 0.01. On a linear 0-1.05 axis
+    the difference is under a tenth of the axis; on the explorer's square-root axis over a fifth."""
+    v = E.spectrum_view(0.0, 1.0, n_samples=400, d=64, T=64, seed=0)
+    ends = (v.profile[0] + v.profile[-1]) / 2
+    middle = np.median(v.profile[16:48])
+    assert 0.05 < ends < 0.3 and middle < 0.03  # the U
+    height = float(spectrum.profile_axis(1.05))
+    assert (ends - middle) / 1.05 < 0.1  # a linear axis: flat-looking
+    assert (float(spectrum.profile_axis(ends)) - float(spectrum.profile_axis(middle))) / height > 0.15
+    fig = E.spectrum_explorer(0.0, 1.0, n_samples=40, **SMALL)
+    prof = fig.axes[1]
+    assert prof.get_yscale() == "function" and prof.get_ylim() == (0, 1.05)
+    assert "sqrt" in prof.get_ylabel()
+
+
+def test_live_explorer_shows_the_figure_as_a_saved_image_output():
+    """The figure is a display_data output with a display id, updated on each redraw: a saved
+    notebook holds the last figure drawn (seen again after reopening without a kernel)."""
     pytest.importorskip("ipywidgets")
-    for make in (lambda: E.spectrum_widget(n_samples=10, **SMALL), lambda: E.scale_widget(**SMALL), lambda: E.depth_widget(depth=2, **SMALL)):
-        make()
-        out = capsys.readouterr().out
-        assert "Error displaying widget" in out and "run this cell again" in out
-        plt.close("all")
+    w = E.scale_widget(**SMALL)
+    updates = []
+
+    class Handle:
+        def update(self, obj, raw=False, metadata=None):
+            updates.append((obj, raw, metadata))
+
+    w.handle = Handle()
+    w.controls["value"].value = 10.0
+    (bundle, raw, metadata), = updates
+    assert raw and set(bundle) == {"image/png", "text/plain"}
+    import base64
+
+    assert base64.b64decode(bundle["image/png"]) == w.png
+    assert "logits × 10" in bundle["text/plain"]  # a reader of the text output sees the setting
+    assert metadata["image/png"]["width"] == 660
+
+
+def test_widget_display_shows_note_controls_and_figure(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown = []
+
+    def fake_display(*objs, raw=False, metadata=None, display_id=None, **kw):
+        shown.append((objs, display_id))
+        return "handle" if display_id else None
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    w = E.depth_widget(depth=2, **SMALL)
+    w._ipython_display_()
+    (note, _), (box, _), (figure, display_id) = shown
+    assert "run this cell again" in note[0]["text/plain"] and "last one drawn" in note[0]["text/plain"]
+    assert box[0] is w.box and display_id is True and "image/png" in figure[0]
+    assert w.handle == "handle"
+
+
+def test_depth_figure_fits_a_900_px_window_and_depth_moves_reuse_the_stack():
+    pytest.importorskip("ipywidgets")
+    w = E.depth_widget(depth=6, **SMALL)
+    width, height = w.figure.get_size_inches() * w.dpi
+    assert width <= 660 and height <= 500  # with the note and three controls (about 150 px) under 900 px
+    before = depth._depth_run.cache_info()
+    for L in (1, 12, 3):
+        w.controls["depth"].value = L
+    after = depth._depth_run.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 3
 
 
 def test_widget_callbacks_draw_without_error():
-    """The widgets' callbacks (which interactive would run on every change) really draw.
-
-    `ipywidgets.interactive` catches exceptions in its callback and only shows them, so call the
-    callback directly with the widgets' current values, and with a zero and a negative mean: a
-    broken explorer raises here.
-    """
+    """The widgets draw for their start values and for zero and negative means and s = 0."""
     pytest.importorskip("ipywidgets")
     widgets = [
         E.spectrum_widget(n_samples=20, **SMALL),
         E.spectrum_widget(mean=0.0, std=1.0, n_samples=20, **SMALL),
-        E.spectrum_widget(mean=-0.3, std=0.1, n_samples=20, **SMALL),
+        E.spectrum_widget(mean=-0.3, std=0.0, n_samples=20, **SMALL),
         E.scale_widget(knob="temperature", **SMALL),
         E.depth_widget(depth=3, **SMALL),
     ]
     for w in widgets:
-        kwargs = {c._kwarg: c.get_interact_value() for c in w.kwargs_widgets}
-        w.f(**kwargs)
-        assert plt.get_fignums(), "the callback drew no figure"
-        fig = plt.figure(plt.get_fignums()[0])
-        assert fig.get_size_inches()[0] <= 6.6 + 1e-9  # the book's column
-        plt.close("all")
+        png = w.redraw()
+        assert png.startswith(b"\x89PNG")
+        assert w.figure.get_size_inches()[0] <= 6.6 + 1e-9  # the book's column
+        assert not plt.get_fignums()  # not registered with pyplot: no second copy shown by the inline backend
+
+
+# --- the website's chapter 7 explorer: mean and variance on a grid --------------------------------
+
+def test_spectrum_static_grid_sliders_combine_mean_and_variance():
+    means, variances = (0.0, 0.01), (0.0, 1e-4, 1.0)
+    ex = E.spectrum_static_grid(means, variances, start=(0.01, 1e-4), n_samples=20, **SMALL)
+    var_slider, mean_slider = ex.figure.layout.sliders
+    assert var_slider.active == 1 and mean_slider.active == 1
+    assert "variance" in var_slider.currentvalue.prefix and "mean" in mean_slider.currentvalue.prefix
+    assert [s.label for s in var_slider.steps] == ["0", "1.0e-04", "1"]
+    # the variance slider shows one group (map, profile, measurements) per variance
+    groups = _visible_steps(ex)
+    assert groups == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    # the first drawing is mean 0.01; the mean slider restyles every group to its mean
+    for i, m in enumerate(means):
+        data, traces = mean_slider.steps[i].args
+        assert list(traces) == list(range(9)) and mean_slider.steps[i].method == "restyle"
+        for j, var in enumerate(variances):
+            ref = E.spectrum_view(m, math.sqrt(var), n_samples=20, **SMALL)
+            np.testing.assert_allclose(np.array(data["z"][3 * j]) / 1000, ref.pattern, atol=6e-4)
+            np.testing.assert_allclose(data["customdata"][3 * j + 1], ref.profile, atol=6e-4)
+            np.testing.assert_allclose(data["y"][3 * j + 1], np.sqrt(ref.profile), atol=1e-3)
+            assert data["text"][3 * j + 2] == [spectrum.grid_stats(ref)]
+    shown = E.spectrum_view(0.01, 0.01, n_samples=20, **SMALL)
+    np.testing.assert_allclose(np.array(ex.figure.data[3].z) / 1000, shown.pattern, atol=6e-4)
+    assert ex.figure.data[5].text == (spectrum.grid_stats(shown),)
+    assert "s = 0.01" in spectrum.grid_stats(shown) and "κ = 0.707" in spectrum.grid_stats(shown)
+    assert len(ex.views) == 6
+
+
+def test_spectrum_static_grid_rejects_bad_grids():
+    with pytest.raises(ValueError):
+        E.spectrum_static_grid((0.0,), (-1.0,), start=(0.0, -1.0))
+    with pytest.raises(ValueError):
+        E.spectrum_static_grid((0.0,), (0.0,), start=(0.5, 0.0))
+    with pytest.raises(ValueError):
+        E.spectrum_static_grid((0.0,), (0.0,), start=(0.0, 0.0), std=1.0)
+
+
+def test_spectrum_static_grid_layout_has_room_for_two_sliders():
+    ex = E.spectrum_static_grid((0.0, 0.01), (0.0, 1.0), start=(0.0, 0.0), n_samples=10, **SMALL)
+    one = E.spectrum_static("std", (0.0, 1.0), mean=0.0, n_samples=10, **SMALL)
+    extra = spectrum._SLIDER_PX
+    lay, lay1 = ex.figure.layout, one.figure.layout
+
+    def plot_height(lay, height, margin):
+        return height - margin["t"] - margin["b"]
+
+    assert lay.margin.b == lay1.margin.b + extra  # the second slider below the first
+    assert plot_height(lay, lay.height, lay.margin) == plot_height(lay1, lay1.height, lay1.margin)  # panels as tall
+    assert ex.narrow["margin"]["b"] == one.narrow["margin"]["b"] + extra
+    assert plot_height(None, ex.narrow["height"], ex.narrow["margin"]) == plot_height(None, one.narrow["height"], one.narrow["margin"])
+    assert ex.figure.layout.sliders[1].pad.t == ex.figure.layout.sliders[0].pad.t + extra

@@ -10,6 +10,7 @@ attention + MLP and the full post-LN block, and the token cosines at the last la
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -19,7 +20,7 @@ import torch
 
 from qklab._validate import check_positive_int
 from qklab.explore import slider_grid
-from qklab.explore.common import finite, fmt, interactive, log_slider
+from qklab.explore.common import LiveExplorer, finite, fmt, freeze_layout, grid_slider, one_two_five
 from qklab.metrics import token_residual
 from qklab.theory import gaussian_tokens
 
@@ -62,6 +63,30 @@ def _cosines(X: torch.Tensor) -> np.ndarray:
     return (U @ U.T).numpy()
 
 
+@functools.lru_cache(maxsize=32)
+def _depth_run(qk_gain: float, causal: bool, d: int, T: int, n_seq: int, seed: int, depth: int) -> tuple[dict, np.ndarray, np.ndarray]:
+    """All `depth` layers of chapter 3's stacks, once per setting (cached: a depth change only slices).
+
+    Returns the median residuals `(depth + 1,)` per block and the token cosines of the first
+    network at every layer, `(depth + 1, T, T)`, for pure attention and attention + skip.
+    """
+    from qklab.collapse import BLOCKS, init_stack, stack_outputs
+
+    weights = init_stack(n_seq, depth, d, qk_gain=qk_gain, seed=seed)
+    X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
+    residuals, cos = {}, {}
+    with torch.no_grad():
+        for block in BLOCKS:
+            outs = stack_outputs(X, weights, block, causal)  # depth + 1 tensors (n_seq, T, d)
+            res = torch.stack([token_residual(o) for o in outs], dim=-1)  # (n_seq, depth + 1)
+            residuals[block] = res.median(dim=0).values.numpy()
+            if block in ("attention", "skip"):
+                cos[block] = np.stack([_cosines(o[0]) for o in outs])
+    for a in (*residuals.values(), *cos.values()):
+        a.setflags(write=False)
+    return residuals, cos["attention"], cos["skip"]
+
+
 def depth_view(
     depth: int,
     qk_gain: float = 1.0,
@@ -76,36 +101,27 @@ def depth_view(
 
     The networks are those of chapter 3: `qklab.collapse.init_stack(n_seq, max_depth, d,
     qk_gain=qk_gain, seed=seed)` (scores of standard deviation about `qk_gain^2`), of which the
-    first `depth` layers run (`qklab.collapse.stack_outputs`), so a deeper view extends a shallower
+    first `depth` layers are shown (`qklab.collapse.stack_outputs`), so a deeper view extends a shallower
     one with the same weights. Tokens are i.i.d. Gaussian, sequence `b` through network `b`.
+    All `max(depth, max_depth)` layers run once per setting of the other arguments and are kept
+    (`_depth_run`, cached), so moving the depth alone costs no computation.
     """
-    from qklab.collapse import BLOCKS, init_stack, stack_outputs
-
     depth, d, T, n_seq, max_depth = (
         check_positive_int(v, k) for v, k in ((depth, "depth"), (d, "d"), (T, "T"), (n_seq, "n_seq"), (max_depth, "max_depth"))
     )
     qk_gain = finite(qk_gain, "qk_gain", nonneg=True)
     if T < 2:
         raise ValueError(f"T must be at least 2, got {T}")
-    weights = init_stack(n_seq, max(depth, max_depth), d, qk_gain=qk_gain, seed=seed)
-    weights = {k: w[:, :depth] for k, w in weights.items()}  # the first `depth` layers
-    X = gaussian_tokens(n_seq, T, d, seed=seed + 1)  # (n_seq, T, d)
-    residuals, last = {}, {}
-    with torch.no_grad():
-        for block in BLOCKS:
-            outs = stack_outputs(X, weights, block, causal)  # depth + 1 tensors (n_seq, T, d)
-            res = torch.stack([token_residual(o) for o in outs], dim=-1)  # (n_seq, depth + 1)
-            residuals[block] = res.median(dim=0).values.numpy()
-            last[block] = outs[-1][0]
+    residuals, cos_attn, cos_skip = _depth_run(qk_gain, bool(causal), d, T, n_seq, seed, max(depth, max_depth))
     return DepthView(
         depth=depth,
         qk_gain=qk_gain,
         causal=bool(causal),
         d=d,
         T=T,
-        residuals=residuals,
-        cosine_attn=_cosines(last["attention"]),
-        cosine_skip=_cosines(last["skip"]),
+        residuals={block: res[: depth + 1].copy() for block, res in residuals.items()},
+        cosine_attn=cos_attn[depth].copy(),
+        cosine_skip=cos_skip[depth].copy(),
     )
 
 
@@ -122,47 +138,78 @@ def depth_title(v: DepthView) -> list[str]:
     ]
 
 
+def _layer_range(depth: int) -> tuple[float, float]:
+    """The layer axis's range: layers 0 to `depth` (at least 0 to 4, so one layer is not a wide gap)."""
+    return (-0.3, max(depth, 4) + 0.3)
+
+
+class _DepthFigure:
+    """Chapter 3's figure, made once and redrawn in place (5.0 in high: with its controls it fits
+    a 900 px window): residual per layer on top, token cosines at the last layer below."""
+
+    def __init__(self, v: DepthView) -> None:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
+        fig = Figure(figsize=(6.6, 5.0), layout="constrained")
+        axd = fig.subplot_mosaic([["res", "res"], ["attn", "skip"]], height_ratios=[1, 1.25])
+        ax_res = axd["res"]
+        self.lines = {}
+        for block, res in v.residuals.items():
+            (self.lines[block],) = ax_res.semilogy(np.arange(v.depth + 1), np.maximum(res, RES_FLOOR), "o-", ms=3, color=BLOCK_COLOR[block], label=BLOCK_LABEL[block])
+        ax_res.set(xlabel="layer", ylabel="token residual", title="rank collapse with depth", ylim=(RES_FLOOR / 3, 2), xlim=_layer_range(v.depth))
+        ax_res.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_res.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        self.ax_res = ax_res
+        self.images, self.titles = {}, {}
+        self.names = {"attn": "attention only", "skip": "with skip"}
+        for key, C, name in (("attn", v.cosine_attn, "attention only"), ("skip", v.cosine_skip, "with skip")):
+            self.images[key] = axd[key].imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
+            axd[key].set(xlabel="token $j$", ylabel="token $i$")
+            self.titles[key] = axd[key].set_title(f"token cosines, layer {v.depth}\n({name})", fontsize=9)
+        fig.colorbar(self.images["attn"], ax=[axd["attn"], axd["skip"]], label="cosine similarity", shrink=0.8)
+        self.title = fig.suptitle("\n".join(depth_title(v)), fontsize=9)
+        self.figure = fig
+
+    def update(self, v: DepthView) -> None:
+        layers = np.arange(v.depth + 1)
+        for block, res in v.residuals.items():
+            self.lines[block].set_data(layers, np.maximum(res, RES_FLOOR))
+        self.ax_res.set_xlim(_layer_range(v.depth))
+        for key, C in (("attn", v.cosine_attn), ("skip", v.cosine_skip)):
+            self.images[key].set_data(C)
+            self.titles[key].set_text(f"token cosines, layer {v.depth}\n({self.names[key]})")
+        self.title.set_text("\n".join(depth_title(v)))
+
+
 def depth_explorer(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
     """Chapter 3: matplotlib figure of `depth_view(...)`: residual per layer (top) and token
-    cosines at the last layer (bottom, attention only and with skip). 6.6 in wide."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+    cosines at the last layer (bottom, attention only and with skip). 6.6 x 5.0 in; a
+    `matplotlib.figure.Figure` not registered with pyplot."""
     v = depth_view(depth, qk_gain, causal, **kw)
-    fig, axd = plt.subplot_mosaic(
-        [["res", "res"], ["attn", "skip"]], figsize=(6.6, 6.8), height_ratios=[1, 1.15], layout="constrained"
-    )
-    ax_res = axd["res"]
-    layers = np.arange(v.depth + 1)
-    for block, res in v.residuals.items():
-        ax_res.semilogy(layers, np.maximum(res, RES_FLOOR), "o-", ms=3, color=BLOCK_COLOR[block], label=BLOCK_LABEL[block])
-    ax_res.set(xlabel="layer", ylabel="token residual", title="rank collapse with depth", ylim=(RES_FLOOR / 3, 2))
-    ax_res.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_res.legend(fontsize=8, loc="lower left")
-    for key, C, name in (("attn", v.cosine_attn, "attention only"), ("skip", v.cosine_skip, "with skip")):
-        im = axd[key].imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
-        axd[key].set(title=f"token cosines, layer {v.depth}\n({name})", xlabel="token $j$", ylabel="token $i$")
-    fig.colorbar(im, ax=[axd["attn"], axd["skip"]], label="cosine similarity", shrink=0.8)
-    fig.suptitle("\n".join(depth_title(v)), fontsize=9)
-    return fig
+    return _DepthFigure(v).figure
 
 
-def depth_widget(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, **kw: Any):
-    """Chapter 3, live: sliders for the depth and the query-key gain, and a causal-mask switch.
-    Displays a note on re-running the cell above the widget."""
+def depth_widget(depth: int = 6, qk_gain: float = 1.0, causal: bool = False, max_depth: int = 32, **kw: Any) -> LiveExplorer:
+    """Chapter 3, live: sliders for the depth (1 to `max_depth`) and the query-key gain (the
+    1-2-5 series from 0.1 to 10), and a causal-mask switch. Each change redraws the figure in
+    place (`LiveExplorer`; a depth change only slices the cached stack); the notebook keeps the
+    last figure as an image output. The figure is 5 in high, so that it and its controls fit a
+    900 px window."""
     import ipywidgets
-    import matplotlib.pyplot as plt
 
-    def draw(depth: int, qk_gain: float, causal: bool) -> None:
-        depth_explorer(depth, qk_gain, causal, **kw)
-        plt.show()
+    fig = _DepthFigure(depth_view(depth, qk_gain, causal, max_depth=max_depth, **kw))
+    freeze_layout(fig.figure)
 
-    return interactive(
-        draw,
-        depth=ipywidgets.IntSlider(value=depth, min=1, max=32, description="depth", continuous_update=False),
-        qk_gain=log_slider(qk_gain, 0.1, 10, "qk_gain"),
-        causal=ipywidgets.Checkbox(value=causal, description="causal mask"),
-    )
+    def update(depth: int, qk_gain: float, causal: bool) -> None:
+        fig.update(depth_view(depth, qk_gain, causal, max_depth=max_depth, **kw))
+
+    controls = {
+        "depth": ipywidgets.IntSlider(value=depth, min=1, max=max_depth, description="depth", continuous_update=False, layout={"width": "min(100%, 480px)"}),
+        "qk_gain": grid_slider(one_two_five(0.1, 10.0), qk_gain, "qk_gain"),
+        "causal": ipywidgets.Checkbox(value=bool(causal), description="causal mask"),
+    }
+    return LiveExplorer(controls, fig.figure, update)
 
 
 def depth_static(values: Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16), start: int | None = None, **fixed: Any) -> slider_grid.StaticExplorer:

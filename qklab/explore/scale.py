@@ -21,7 +21,7 @@ import torch
 from qklab._validate import check_positive_int
 from qklab.attention import pattern
 from qklab.explore import slider_grid
-from qklab.explore.common import finite, fmt, interactive, log_slider
+from qklab.explore.common import LiveExplorer, finite, fmt, freeze_layout, grid_slider, one_two_five
 from qklab.metrics import attention_entropy, token_residual
 from qklab.spectrum import random_qk
 from qklab.theory import gaussian_tokens
@@ -139,50 +139,80 @@ def scale_title(v: ScaleView, knob: Knob = "scale") -> list[str]:
     ]
 
 
+class _ScaleFigure:
+    """Chapters 1 and 5's figure, made once and redrawn in place: attention map and the two
+    collapses against the knob, with a line at the current value."""
+
+    def __init__(self, v: ScaleView, knob: Knob) -> None:
+        from matplotlib.colors import PowerNorm
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.6, 3.6), layout="constrained")
+        ax_map, ax_curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
+        self.image = ax_map.imshow(v.pattern, norm=PowerNorm(0.5, vmin=0, vmax=1), cmap="viridis")
+        fig.colorbar(self.image, ax=ax_map, label="weight (sqrt colour scale)", shrink=0.8)
+        ax_map.set(title="attention weights $A$", xlabel="key position $j$", ylabel="query position $i$")
+        self.knob = knob
+        x, here = self._x(v)
+        (self.entropy,) = ax_curve.semilogx(x, v.sweep_entropy, "-", label="entropy / uniform")
+        (self.residual,) = ax_curve.semilogx(x, v.sweep_residual, "-", label="token residual of $AX$")
+        self.here = ax_curve.axvline(here, color="k", ls="--", lw=1, label="current value")
+        if knob == "scale":
+            ax_curve.set(xlabel=r"logit scale $1/\theta$", title="uniform (left) to one-hot (right)")
+        else:
+            ax_curve.set(xlabel=r"temperature $\theta$", title="one-hot (left) to uniform (right)")
+        ax_curve.set(ylim=(0, 1.05), ylabel="value")
+        ax_curve.legend(fontsize=8)
+        self.title = fig.suptitle(self._title(v), fontsize=9)
+        self.figure = fig
+
+    def _x(self, v: ScaleView) -> tuple[np.ndarray, float]:
+        return (v.sweep, v.scale) if self.knob == "scale" else (1 / v.sweep, 1 / v.scale)
+
+    def _title(self, v: ScaleView) -> str:
+        return "\n".join(scale_title(v, self.knob)).replace("W_QK", "$W_{QK}$")
+
+    def update(self, v: ScaleView) -> None:
+        x, here = self._x(v)
+        self.image.set_data(v.pattern)
+        self.entropy.set_data(x, v.sweep_entropy)
+        self.residual.set_data(x, v.sweep_residual)
+        self.here.set_xdata([here, here])
+        self.title.set_text(self._title(v))
+
+
 def scale_explorer(scale: float = 1.0, causal: bool = False, knob: Knob = "scale", **kw: Any):
     """Chapters 1 and 5: matplotlib figure of `scale_view(...)`: attention map and the two collapses.
 
     `knob="temperature"` draws the curves against the temperature `theta = 1/scale` (chapter 1's
-    convention) instead of the logit scale (chapter 5's). 6.6 in wide.
+    convention) instead of the logit scale (chapter 5's). 6.6 in wide; a
+    `matplotlib.figure.Figure` not registered with pyplot.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import PowerNorm
-
     _check_knob(knob)
-    v = scale_view(scale, causal=causal, **kw)
-    fig, (ax_map, ax_curve) = plt.subplots(1, 2, figsize=(6.6, 3.6), gridspec_kw={"width_ratios": [1, 1.2]}, layout="constrained")
-    im = ax_map.imshow(v.pattern, norm=PowerNorm(0.5, vmin=0, vmax=1), cmap="viridis")
-    fig.colorbar(im, ax=ax_map, label="weight (sqrt colour scale)", shrink=0.8)
-    ax_map.set(title="attention weights $A$", xlabel="key position $j$", ylabel="query position $i$")
-    x, here = (v.sweep, v.scale) if knob == "scale" else (1 / v.sweep, 1 / v.scale)
-    ax_curve.semilogx(x, v.sweep_entropy, "-", label="entropy / uniform")
-    ax_curve.semilogx(x, v.sweep_residual, "-", label="token residual of $AX$")
-    ax_curve.axvline(here, color="k", ls="--", lw=1, label="current value")
-    if knob == "scale":
-        ax_curve.set(xlabel=r"logit scale $1/\theta$", title="uniform (left) to one-hot (right)")
-    else:
-        ax_curve.set(xlabel=r"temperature $\theta$", title="one-hot (left) to uniform (right)")
-    ax_curve.set(ylim=(0, 1.05), ylabel="value")
-    ax_curve.legend(fontsize=8)
-    fig.suptitle("\n".join(scale_title(v, knob)).replace("W_QK", "$W_{QK}$"), fontsize=9)
-    return fig
+    return _ScaleFigure(scale_view(scale, causal=causal, **kw), knob).figure
 
 
-def scale_widget(scale: float = 1.0, causal: bool = False, knob: Knob = "scale", **kw: Any):
+def scale_widget(scale: float = 1.0, causal: bool = False, knob: Knob = "scale", **kw: Any) -> LiveExplorer:
     """Chapters 1 and 5, live: a slider for the logit scale (or, with `knob="temperature"`, for the
-    temperature `theta = 1/scale`; `scale` still gives the starting logit scale) and a
-    causal-mask switch. Displays a note on re-running the cell above the widget."""
+    temperature `theta = 1/scale`; `scale` still gives the starting logit scale), on the 1-2-5
+    series from 0.01 to 100, and a causal-mask switch. Each change redraws the figure in place
+    (`LiveExplorer`); the notebook keeps the last figure as an image output."""
     import ipywidgets
-    import matplotlib.pyplot as plt
 
     _check_knob(knob)
+    scale = finite(scale, "scale", positive=True)
+    fig = _ScaleFigure(scale_view(scale, causal=causal, **kw), knob)
+    freeze_layout(fig.figure)
 
-    def draw(value: float, causal: bool) -> None:
-        scale_explorer(value if knob == "scale" else 1 / value, causal, knob, **kw)
-        plt.show()
+    def update(value: float, causal: bool) -> None:
+        fig.update(scale_view(value if knob == "scale" else 1 / value, causal=causal, **kw))
 
     start, name = (scale, "logit scale 1/θ") if knob == "scale" else (1 / scale, "temperature θ")
-    return interactive(draw, value=log_slider(start, 0.01, 100, name), causal=ipywidgets.Checkbox(value=causal, description="causal mask"))
+    controls = {
+        "value": grid_slider(one_two_five(0.01, 100.0), start, name),
+        "causal": ipywidgets.Checkbox(value=bool(causal), description="causal mask"),
+    }
+    return LiveExplorer(controls, fig.figure, update)
 
 
 def scale_static(
