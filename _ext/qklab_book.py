@@ -26,6 +26,9 @@ How a chapter shows a plotly figure that works in the static book with no networ
 `IPython.display.HTML(fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False))`.
 (A bare `fig.show()` yields plotly's own MIME type, which the book does not render.)
 
+6. Dataclass signatures in the API reference show each `default_factory`'s value instead of
+   autodoc's `= <factory>`.
+
 Not in here: anything about the science; the package `qklab` does not import this module.
 """
 
@@ -200,8 +203,44 @@ def _hide_solution_markers(app: Any, doctree: nodes.document) -> None:
                 block.rawsource = cleaned
 
 
+# `name=<factory>`, `name: type = <factory>`, `name: 'quoted type' = <factory>`
+_FACTORY = re.compile(r"""\b(?P<name>\w+)(?P<annotation>\s*:\s*(?:'[^']*'|"[^"]*"|[^=,()'"]+(?:\[[^\]]*\])?))?\s*=\s*<factory>""")
+
+
+def factory_defaults(obj: Any, signature: str) -> str:
+    """`signature` with each dataclass field's `= <factory>` replaced by the value its factory makes.
+
+    autodoc writes a field declared with `field(default_factory=...)` as `name: type = <factory>`;
+    a reader wants the default itself (`metrics: tuple = ('entropy',)`). A factory that fails, or
+    whose value has a long repr, is shown as `name: type = (made per instance)`.
+    """
+    import dataclasses
+
+    if not signature or "<factory>" not in signature or not dataclasses.is_dataclass(obj):
+        return signature
+    factories = {f.name: f.default_factory for f in dataclasses.fields(obj) if f.default_factory is not dataclasses.MISSING}
+
+    def default(match: re.Match) -> str:
+        head = match.group(0)[: -len("<factory>")]
+        factory = factories.get(match.group("name"))
+        try:
+            text = repr(factory()) if factory else ""
+        except Exception:  # noqa: BLE001 - any failure: say what the default is instead
+            text = ""
+        return head + (text if text and len(text) <= 60 else "(made per instance)")
+
+    return _FACTORY.sub(default, signature)
+
+
+def _show_factory_defaults(app: Any, what: str, name: str, obj: Any, options: Any, signature: str, return_annotation: str):
+    if what == "class" and signature:
+        return factory_defaults(obj, signature), return_annotation
+    return None
+
+
 def setup(app: Any) -> dict:
     app.connect("config-inited", _launch_buttons_need_a_repository)
+    app.connect("autodoc-process-signature", _show_factory_defaults)
     app.connect("doctree-read", _hide_solution_markers)
     app.connect("builder-inited", _write_plotly_js)
     app.connect("html-page-context", _add_plotly_to_page)

@@ -24,9 +24,9 @@ import matplotlib as mpl
 
 __all__ = ["BOOK_RC", "MAX_WIDTH_IN", "MIN_FONT_PT", "fit_width", "legend_below", "raise_small_text", "use_book_style"]
 
-#: widest figure (inches): shown at 96 px per inch on a laptop, shrunk to 358 px on a phone
+#: The widest figure in inches (shown at 96 px per inch on a laptop, shrunk to 358 px on a phone).
 MAX_WIDTH_IN = 4.6
-#: smallest text (points): 10.5 pt in a 4.6 in figure is 11.3 CSS px at a phone's 358 px
+#: The smallest text in points (10.5 pt in a 4.6 in figure is 11.3 CSS px at a phone's 358 px).
 MIN_FONT_PT = 10.5
 
 BOOK_RC: dict[str, object] = {

@@ -111,8 +111,9 @@ async (args) => {
     if (!shown(m)) return;
     const math = m.querySelector('mjx-math') || m;
     const r = math.getBoundingClientRect();
-    if (r.width > col.width + 1) {
-      out.equations.push(`${Math.round(r.width)} px wide in a ${Math.round(col.width)} px column: `
+    const box = m.getBoundingClientRect();  // the equation's own box: as wide as the text column allows
+    if (r.width > Math.min(box.width, col.width) + 1 || box.right > col.right + 1) {
+      out.equations.push(`${Math.round(r.width)} px wide in a ${Math.round(Math.min(box.width, col.width))} px column: `
         + snip(m.querySelector('mjx-assistive-mml') ? m.querySelector('mjx-assistive-mml').textContent : m.textContent));
     }
   });
@@ -395,3 +396,14 @@ def test_headings_are_consistent(views):
     mixed = [f"{name}: " + "; ".join(f"h{lv} in chapters {', '.join(ch)}" for lv, ch in sorted(by.items()))
              for name, by in levels.items() if len(by) > 1]
     _fail_if(mixed, "the same section at different heading levels in different chapters", "chapters")
+
+
+def test_search_excerpts_quote_the_text(views):
+    """A search result's excerpt quotes the page's prose, not its table of contents ("2.1. Theory 2.1.1. ...")."""
+    page = views.context(1280, "light").new_page()
+    page.goto(f"{views.book_url}/search.html?q=entropy", wait_until="load")
+    page.wait_for_function("document.querySelectorAll('ul.search li p.context').length >= 3", timeout=20_000)
+    excerpts = page.evaluate("() => [...document.querySelectorAll('ul.search li p.context')].map(p => p.textContent)")
+    page.close()
+    toc_like = [e[:100] for e in excerpts if re.search(r"\d+\.\d+\.\s+\S+.{0,60}\d+\.\d+\.\d+\.\s", e) or "Contents" in e[:80]]
+    _fail_if(toc_like, f"{len(toc_like)} of {len(excerpts)} search excerpts quote a table of contents", "search.html?q=entropy")
