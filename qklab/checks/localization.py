@@ -124,6 +124,9 @@ def _sparsemax_cases() -> list[Case]:
         # masked key sits between finite ones.
         Case("masked keys above the threshold if read as 0: rows [-1, -inf, -0.5] and [0.2, -inf, -0.3]",
              (torch.tensor([[-1.0, float("-inf"), -0.5], [0.2, float("-inf"), -0.3]], dtype=torch.float64),)),
+        # Logits far below any finite stand-in for -inf (-1e4): the masked key must stay out.
+        Case("very negative logits next to -inf: rows [-2e4, -inf, -2e4 + 1] and [-inf, -3e4, -3e4 + 0.5]",
+             (torch.tensor([[-2e4, float("-inf"), -2e4 + 1.0], [float("-inf"), -3e4, -3e4 + 0.5]], dtype=torch.float64),)),
     ]
 
 
@@ -171,6 +174,11 @@ SNR_MISTAKES = [
         "Var(x_tau^T W x_tau) = 2 tau^2 tr(W^2) and Var(x_tau^T W r) = tau (T - tau) tr(W^2) add up to tau (T + tau) tr(W^2).",
     ),
     Mistake(
+        "Var(x^T W x) without its factor 2 (tau^2 tr(W^2) instead of 2 tau^2 tr(W^2))",
+        lambda m, s, d, T: math.sqrt(d) * kappa(m, s) * (_tau(T) / T).sqrt(),
+        "for g ~ N(0, I) and symmetric W, g^T W g is a sum of lambda_i g_i^2, and Var(g_i^2) = 2.",
+    ),
+    Mistake(
         "a missing sqrt(d)",
         lambda m, s, d, T: kappa(m, s) * (_tau(T) / (T + _tau(T))).sqrt(),
         "E z = tau tr(W) = tau d m grows like d, sd z like sqrt(d): their ratio carries sqrt(d).",
@@ -198,7 +206,9 @@ def _snr_cases() -> list[Case]:
     ]
 
 
-@exercise("ex-predicted-snr", hint="SNR(tau) = E z_tau / sd z_tau = tau d m / sqrt(tau (T + tau) d (m^2 + s^2)), for tau = 1..T.")
+@exercise("ex-predicted-snr", hint="condition on x_tau: then x_tau^T W u is Gaussian with variance (T - tau) |W x_tau|^2, "
+          "and E |W x_tau|^2 = tau tr(W^2) = tau d (m^2 + s^2). Add 2 tau^2 tr(W^2) for the quadratic form, take the "
+          "square root, and divide the mean tau d m by it, for tau = 1..T.")
 def check_predicted_snr(fn: Callable[[float, float, int, int], Tensor]) -> None:
     """Chapter 7, ex-predicted-snr: `fn(mean, std, d, T)` returns `SNR(tau)`, `tau = 1..T`, shape `(T,)`."""
     check_function(
@@ -209,4 +219,6 @@ def check_predicted_snr(fn: Callable[[float, float, int, int], Tensor]) -> None:
         mistakes=SNR_MISTAKES,
         atol=1e-9,
         rtol=1e-7,
+        axis_names=("tau",),
+        index_from=(1,),
     )
