@@ -1,6 +1,6 @@
 # qklab: build the book and run every test.
 #   make book    install into .venv (if needed) and build the HTML book into _build/html
-#   make test    unit tests, exercise staleness, notebooks (nbval), book build, browser tests
+#   make test    unit tests, mutation testing of the checks, exercise staleness, notebooks (nbval), book build, browser tests
 # Other targets: venv, exercises, check-exercise NB=..., strip, clean, help.
 
 SHELL := /bin/bash
@@ -31,11 +31,11 @@ NBVAL_ENV := $(NB_ENV) $(if $(NB_CAPABILITY),ATEN_CPU_CAPABILITY=$(NB_CAPABILITY
 
 BOOK_OUT := _build/html
 
-.PHONY: help venv execute book test unit exercises-check notebooks browser exercises check-exercise strip clean
+.PHONY: help venv execute book test unit mutants exercises-check notebooks browser exercises check-exercise strip clean
 
 help:
 	@echo "make book                         build the book into $(BOOK_OUT) (open $(BOOK_OUT)/index.html)"
-	@echo "make test                         run every test (unit, exercises, notebooks, book, browser)"
+	@echo "make test                         run every test (unit, mutants, exercises, notebooks, book, browser)"
 	@echo "make exercises                    regenerate the learner notebooks in exercises/"
 	@echo "make check-exercise NB=exercises/00_how_to_use.ipynb   check your answers in one notebook"
 	@echo "make strip                        clear the outputs of chapters/*.ipynb"
@@ -79,11 +79,16 @@ book: execute
 	@echo "Book built: open $(BOOK_OUT)/index.html"
 
 # --- tests --------------------------------------------------------------------------------------
-test: unit exercises-check notebooks book browser
+test: unit mutants exercises-check notebooks book browser
 	@echo "make test: all stages passed"
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not browser" -p no:randomly
+
+# Mutation testing of the exercise checks (qklab/checks/mutants.py): every wrong answer derived
+# from a reference must be rejected; prints the kill rate per exercise (about 30 s on 2 cores).
+mutants: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m qklab.checks.mutants
 
 exercises-check: $(STAMP)
 	$(PY) -m qklab.exercises check
@@ -103,10 +108,11 @@ exercises: $(STAMP)
 
 # Check a reader's answers (qklab/grading.py): run the notebook up to its last check cell, verify
 # every check cell against the chapter, print each exercise as passed / not solved yet / wrong.
-# Example: make check-exercise NB=exercises/00_how_to_use.ipynb   (ALL=1 runs every cell)
+# Example: make check-exercise NB=exercises/00_how_to_use.ipynb   (ALL=1 runs every cell; HINT=1
+# adds each failing exercise's hint; a second failure of the same exercise adds it anyway)
 check-exercise: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make check-exercise NB=exercises/NN_slug.ipynb"; exit 2; }
-	@$(PY) -m qklab.grading $(if $(ALL),--all) $(NB)
+	@$(PY) -m qklab.grading $(if $(ALL),--all) $(if $(HINT),--hint) $(NB)
 
 # --- housekeeping -------------------------------------------------------------------------------
 strip: $(STAMP)

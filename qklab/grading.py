@@ -305,9 +305,34 @@ def _error_of(cell: Any) -> tuple[str, str] | None:
     return None
 
 
+def default_attempts_file() -> Path:
+    """Where `make check-exercise` counts failures between runs: `$XDG_CACHE_HOME/qklab/attempts.json`
+    (`~/.cache/qklab/attempts.json` by default)."""
+    import os
+
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "qklab" / "attempts.json"
+
+
+def _delivery_cell(path: Path, hints: bool, attempts_file: Path | None) -> str:
+    """The code run in the kernel first: how hints reach a learner at the command line
+    (`qklab.checks.feedback.configure_delivery`)."""
+    rerun = f"make check-exercise NB={path} HINT=1"
+    return ("from qklab.checks.feedback import configure_delivery as _qklab_delivery\n"
+            f"_qklab_delivery(attempts_file={str(attempts_file) if attempts_file else None!r}, "
+            f"key={str(path.resolve())!r}, always={bool(hints)!r}, rerun={rerun!r})\n"
+            "del _qklab_delivery")
+
+
 def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False,
-          timeout: int = 600, kernel_name: str = "python3") -> Report:
-    """Run the learner notebook `path` and check each exercise (see the module docstring)."""
+          timeout: int = 600, kernel_name: str = "python3", hints: bool = False,
+          attempts_file: Path | None | bool = True) -> Report:
+    """Run the learner notebook `path` and check each exercise (see the module docstring).
+
+    Hints: each run is a fresh kernel, so failures are counted between runs in `attempts_file`
+    (True: `default_attempts_file()`; None or False: not counted) and the second failure of an
+    exercise shows its hint; `hints=True` shows every failing exercise's hint at once.
+    """
     import nbformat
     from nbclient import NotebookClient
 
@@ -346,7 +371,10 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
     client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     check_ids = {cid for ex in exercises for cid in ex.check_ids}
+    if attempts_file is True:
+        attempts_file = default_attempts_file()
     with client.setup_kernel(stderr=subprocess.DEVNULL):  # not the kernel's TCP warning
+        client.execute_cell(nbformat.v4.new_code_cell(_delivery_cell(path, hints, attempts_file or None)), 0)
         for i in run:
             cell = learner.cells[i]
             if cell.get("id") in check_ids or i in check_at.values():
@@ -428,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", dest="everything",
                         help="run every cell, not only up to the last check cell")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    parser.add_argument("--hint", action="store_true", dest="hints",
+                        help="show the hint of every failing exercise (without it, a second failure shows it)")
     args = parser.parse_args(argv)
     ok = True
     for path in args.notebooks:
@@ -435,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {path} does not exist (learner notebooks are in exercises/)", file=sys.stderr)
             return 2
         try:
-            report = grade(path, args.chapters, everything=args.everything, timeout=args.timeout)
+            report = grade(path, args.chapters, everything=args.everything, timeout=args.timeout, hints=args.hints)
         except FileNotFoundError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -27,7 +27,7 @@ def test_references_pass(capsys):
     cc.check_localization(localization)
     cc.check_qk_from_scale_kappa(qk_from_scale_kappa)
     cc.check_collapse_regions(collapse_regions)
-    assert capsys.readouterr().out.count("\u2713") == 9
+    assert capsys.readouterr().out.count("\u2713") == 10  # half_entropy_scale prints one line per case (3)
 
 
 @pytest.mark.parametrize(

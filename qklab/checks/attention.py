@@ -4,7 +4,8 @@ What is here:
 - `check_attention_pattern(fn)`: the reader's `attention_pattern(X, W_Q, W_K, causal=False)`,
   which must return `A = softmax_row(X W_Q (X W_K)^T / sqrt(d_h) + mask)`, is compared with
   `qklab.attention.pattern(qklab.attention.attn_scores(...))` on edge cases (one token, causal
-  rows, a batch, several heads, logits of order 1e4). Typical wrong answers are recognised by name:
+  rows, a batch, several heads, logits of order 1e4 of both signs: a row whose visible scores are
+  all about -2e4 tells a mask by -inf from one by a finite number such as -1e4). Typical wrong answers are recognised by name:
   softmax over the wrong axis, no `1/sqrt(d_h)`, `1/sqrt(d)` or `1/d_h` instead, transposed
   scores, no causal mask, a mask that hides the diagonal or the past, a mask applied after the
   softmax without renormalising, no max-subtraction (overflow).
@@ -51,6 +52,17 @@ def _case(description: str, X_shape: tuple[int, ...], W_shape: tuple[int, ...], 
     return Case(description, (X, W_Q, W_K), {"causal": causal})
 
 
+def _negative_case(description: str, seed: int) -> Case:
+    """Nearly equal tokens with `W_K = -W_Q`: every score is about `-2e4`, so every visible key of a
+    row is far below 0 and a mask by a finite number such as `-1e4` outweighs them (it must not)."""
+    W_Q = gaussian((6, 2), seed, 1 / math.sqrt(6))
+    v = gaussian((1, 6), seed + 1)
+    q = v @ W_Q
+    v = v * math.sqrt(2e4 * math.sqrt(2) / float((q * q).sum()))
+    X = v + gaussian((5, 6), seed + 2)  # scores differ by hundreds within a row: one-hot rows, float32 is enough
+    return Case(description, (X, W_Q, -W_Q), {"causal": True})
+
+
 # d = 6 and d_h = 2 are chosen so that 1, 1/sqrt(d_h) and 1/sqrt(d) give visibly different patterns.
 ATTENTION_PATTERN_CASES: tuple[Case, ...] = (
     _case("4 tokens, one head (d = 6, d_h = 2), no mask", (4, 6), (6, 2), seed=10, causal=False),
@@ -60,6 +72,7 @@ ATTENTION_PATTERN_CASES: tuple[Case, ...] = (
     _case("3 heads (W_Q of shape (3, 6, 2)), 4 tokens, causal", (4, 6), (3, 6, 2), seed=50, causal=True),
     _case("another width: d = 5, d_h = 3, 3 tokens, causal", (3, 5), (5, 3), seed=55, causal=True),
     _case("large logits (about 1e4), causal", (5, 6), (6, 2), seed=60, causal=True, token_scale=100.0),
+    _negative_case("large negative logits (every visible score about -2e4), causal", seed=70),
 )
 
 

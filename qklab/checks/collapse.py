@@ -260,9 +260,11 @@ def check_half_entropy_scale(fn: Callable[..., float]) -> None:
     shape, a NaN or an exception inside `fn` becomes an `ExerciseCheckError` naming it.
     """
     name = "half_entropy_scale"
-    X = gaussian((4, 16, 16), seed=7)
-    for case, B in (("B = I (a concentrated spectrum)", torch.eye(16, dtype=torch.float64)),
-                    ("B random, zero mean", random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64))):
+    X16 = gaussian((4, 16, 16), seed=7)
+    for case, X, B in (("B = I (a concentrated spectrum)", X16, torch.eye(16, dtype=torch.float64)),
+                       ("B random, zero mean", X16, random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64)),
+                       ("B not symmetric, other sizes (3 sequences of 10 tokens, d = 6)",
+                        gaussian((3, 10, 6), seed=9), gaussian((6, 6), seed=10) + torch.eye(6, dtype=torch.float64))):
         try:
             got = fn(X.clone(), B.clone())
         except NotImplementedError:

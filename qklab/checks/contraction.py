@@ -168,6 +168,12 @@ def _cases() -> list[Case]:
         Case("two rows with disjoint supports (delta = 1)", (disjoint,)),
         Case("all rows equal (delta = 0)", (torch.full((4, 4), 0.25, dtype=torch.float64),)),
         Case("a batch of 3 patterns, T = 7, peaked rows", (softmax((3, 7, 7), 5, 3.0),)),
+        # Many random matrices of several sizes: a rule that picks another pair of rows (the first
+        # two, the farthest apart in another distance, row 0 and its farthest row) attains the bound
+        # on some matrices and not on others; on these batches it misses on at least one.
+        Case("a batch of 64 random 4 x 4 patterns", (softmax((64, 4, 4), 6, 1.0),)),
+        Case("a batch of 32 random 3 x 3 patterns, peaked rows", (softmax((32, 3, 3), 7, 2.0),)),
+        Case("a batch of 16 random 6 x 6 causal patterns", (softmax((16, 6, 6), 8, 1.5, causal=True),)),
     ]
 
 

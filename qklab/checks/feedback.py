@@ -7,7 +7,9 @@
 - The hint ladder: the first failure of an exercise's check says what is wrong and how to ask for
   a hint; the next failure of the same exercise in the session adds the hint (the recognised
   mistake's, or the exercise's recipe); `hint("ex-label")` prints the last hint and the recipe at
-  any time. `exercise(label, hint=recipe)` ties a check to its exercise.
+  any time. `exercise(label, hint=recipe)` ties a check to its exercise. From the command line
+  (`make check-exercise`, a fresh kernel each run) `configure_delivery` counts failures in a file
+  between runs, and `HINT=1` shows the hint at once.
 - `describe_ratio`: "too large by a factor of about 2" -- how far a value is from the right one, in kind,
   never the right value.
 
@@ -31,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from qklab.checks.core import Case
 
-__all__ = ["ExerciseCheckError", "exercise", "hint", "reset_attempts", "describe_ratio", "current_exercise", "fail"]
+__all__ = ["ExerciseCheckError", "exercise", "hint", "reset_attempts", "describe_ratio", "current_exercise", "fail",
+           "configure_delivery"]
 
 _CHECKS_DIR = str(Path(__file__).resolve().parent)
 _RED, _RESET = "\x1b[1;31m", "\x1b[0m"
@@ -143,19 +146,73 @@ def hint(label: str) -> None:
     print("\n".join(lines))
 
 
+@dataclass
+class _Delivery:
+    """Where hints go when the checks run outside an interactive session (`make check-exercise`).
+
+    Each `make check-exercise` run is a fresh kernel, so an attempt counted in memory is forgotten
+    between runs: with `attempts_file` set, failures are counted in that JSON file (by notebook and
+    exercise), so the second failure of an exercise, in a later run, shows its hint. `always`
+    shows the hint on the first failure (`make check-exercise ... HINT=1`). `rerun` is the command
+    the message offers for a hint.
+    """
+
+    attempts_file: Path | None = None
+    key: str = ""
+    always: bool = False
+    rerun: str = ""
+
+
+_DELIVERY = _Delivery()
+
+
+def configure_delivery(*, attempts_file: str | Path | None = None, key: str = "", always: bool = False,
+                       rerun: str = "") -> None:
+    """Set how hints reach a learner who checks from the command line (see `_Delivery`); the grader
+    (`qklab.grading`) calls it in the kernel before the learner's cells run."""
+    global _DELIVERY
+    _DELIVERY = _Delivery(Path(attempts_file) if attempts_file else None, key, always, rerun)
+
+
+def _recorded_attempts(label: str, add: int) -> int:
+    """Failures of `label` recorded in the attempts file before this one, after adding `add`."""
+    import json
+
+    path = _DELIVERY.attempts_file
+    if path is None:
+        return 0
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    entry = data.setdefault(_DELIVERY.key, {})
+    before = int(entry.get(label, 0))
+    entry[label] = before + add
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    return before
+
+
 def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
           expected: Any = None, case: Case | None = None, cause: BaseException | None = None) -> ExerciseCheckError:
-    """Count the attempt and build the error: the hint only from the second failure on."""
+    """Count the attempt and build the error: the hint only from the second failure on (in this
+    session, or recorded between `make check-exercise` runs), or at once when asked for."""
     label = _CURRENT.get() or name
     ex = _EXERCISES.setdefault(label, _Exercise())
     if fallback_hint and not ex.recipe:
         ex.recipe = fallback_hint
     ex.attempts += 1
+    earlier = _recorded_attempts(label, 1) if _CURRENT.get() else 0
     ex.last_hint = specific_hint or fallback_hint or ex.recipe
     ex.last_diagnosis = diagnosis
     if ex.last_hint:
-        if ex.attempts == 1:
-            message += f'\nFor a hint, run this check again after your next try, or call qklab.checks.hint("{label}").'
+        if ex.attempts + earlier == 1 and not _DELIVERY.always:
+            if _DELIVERY.rerun:
+                message += (f"\nFor a hint, run `{_DELIVERY.rerun}`, or check again after your next try "
+                            "(a second failure of this exercise shows it).")
+            else:
+                message += f'\nFor a hint, run this check again after your next try, or call qklab.checks.hint("{label}").'
         else:
             message += f"\nHint: {ex.last_hint}"
             if ex.recipe and ex.recipe != ex.last_hint:

@@ -3,7 +3,7 @@
 `check_general_snr(fn)`: the reader's `fn(W, T)` returns the logit signal-to-noise ratio
 `SNR(tau)`, `tau = 1..T`, of random-walk tokens for a square `W` that need not be symmetric,
 compared with `qklab.theory.predicted_snr_general` on symmetric, non-symmetric and nearly
-antisymmetric matrices. Typical wrong answers (`GENERAL_SNR_MISTAKES`) are the symmetric formula
+antisymmetric matrices, with positive and negative traces (a negative trace gives a negative SNR). Typical wrong answers (`GENERAL_SNR_MISTAKES`) are the symmetric formula
 applied as it is (the same as `tr(W^2)` in both variance terms), `||W||_F^2` in both, and a
 forgotten cross term;
 `tests/test_checks_snr.py` feeds each one back in.
@@ -66,6 +66,9 @@ def _cases() -> list[Case]:
         Case("a non-symmetric 8 x 8 W, T = 10", (general, 10)),
         Case("a nearly antisymmetric W (tr(W^2) < 0), T = 16", (nearly_antisymmetric, 16)),
         Case("a 1 x 1 W, T = 1", (torch.tensor([[2.0]], dtype=torch.float64), 1)),
+        # tr W < 0: the SNR is negative (the key is disfavoured); an answer that loses the sign fails here.
+        Case("a W with a negative trace, 7 x 7, T = 6", (gaussian((7, 7), seed=14, std=0.4) - 0.6 * torch.eye(7, dtype=torch.float64), 6)),
+        Case("a nearly antisymmetric W with a negative trace, T = 4", (-nearly_antisymmetric, 4)),
     ]
 
 
@@ -89,4 +92,6 @@ def check_general_snr(fn: Callable[[Tensor, int], Tensor]) -> None:
         "without using W = W^T.",
         atol=1e-9,
         rtol=1e-7,
+        axis_names=("tau",),
+        index_from=(1,),
     )
