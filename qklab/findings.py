@@ -26,13 +26,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
 from qklab.reproduce import SCALES, at_length, locater_points, paired, summarise, t_interval, verdict
 from qklab.runner import point_key, read_records
 
-__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "spearman"]
+__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "spearman", "value_at"]
 
 #: The committed sweep of chapter 10 (`qklab reproduce locater --scale book`).
 SWEEP_FILE = Path(__file__).resolve().parents[1] / "results" / "locater-book.jsonl"
@@ -162,3 +163,26 @@ def spearman(x, y) -> float:
     """Spearman's rank correlation of two equally long sequences without ties."""
     rank = lambda v: np.argsort(np.argsort(np.asarray(v)))  # noqa: E731
     return float(np.corrcoef(rank(x), rank(y))[0, 1])
+
+
+def value_at(x, y, x0: float) -> Tensor:
+    """`y` read off the piecewise-linear curve through the points `(x_k, y_k)` at `x = x0`
+    (chapter 10's matched-entropy comparison: a method's perplexity at a given attention entropy,
+    along its strength grid).
+
+    `x`, `y`: 1-D, the same length (at least 2), `x` distinct and in any order. Returns a 0-d
+    float64 tensor, NaN when `x0` lies outside `[min x, max x]` (no extrapolation).
+    """
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    y = torch.as_tensor(y, dtype=torch.float64).flatten()
+    if x.shape != y.shape or x.numel() < 2:
+        raise ValueError(f"x and y must be 1-D of the same length >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
+    order = torch.argsort(x)
+    x, y = x[order], y[order]
+    if bool((x[1:] == x[:-1]).any()):
+        raise ValueError("x must hold distinct values")
+    if not float(x[0]) <= x0 <= float(x[-1]):
+        return torch.tensor(float("nan"), dtype=torch.float64)
+    k = int(torch.searchsorted(x, torch.tensor(x0, dtype=torch.float64), right=True).clamp(1, len(x) - 1)) - 1
+    t = (x0 - x[k]) / (x[k + 1] - x[k])
+    return y[k] + t * (y[k + 1] - y[k])

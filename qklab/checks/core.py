@@ -208,7 +208,9 @@ def _to_tensor(got: Any, like: Tensor) -> Tensor | str:
     if isinstance(got, (np.ndarray, np.generic)) and np.asarray(got).dtype.kind in "biufc":
         return torch.as_tensor(np.asarray(got))
     if isinstance(got, numbers.Number) and not isinstance(got, bool) and like.ndim == 0:
-        return torch.as_tensor(got)
+        # a Python float is a double, a Python complex a pair of doubles: keep that precision
+        exact = {float: torch.float64, complex: torch.complex128}.get(type(got))
+        return torch.as_tensor(got, dtype=exact)
     if got is None:
         return f"returned None (is a `return` missing?), expected a torch.Tensor of shape {tuple(like.shape)}"
     return f"returned a {type(got).__name__}, expected a torch.Tensor of shape {tuple(like.shape)}"
