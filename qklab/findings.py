@@ -97,7 +97,8 @@ class LocaterFindings:
     At the too-high rate and `high_steps`: `high_wd_ppl`, `high_best_ppl` (weight decay 1 and the
     best LocAteR strength) and `high_verdict`. `kappa_recent_spearman`: across the trained heads of
     the shortest runs (default initialisation, both rates), Spearman's rank correlation of `kappa`
-    with the recent share.
+    with the recent share. `matched_sigma`: LocAteR's perplexity read off its strength curve at
+    sigma-Reparam's entropy, minus sigma-Reparam's perplexity (means over seeds; `value_at`).
     """
 
     lengths: tuple[int, ...]
@@ -112,6 +113,7 @@ class LocaterFindings:
     high_best_ppl: float
     high_wd_ppl: float
     kappa_recent_spearman: float
+    matched_sigma: dict[int, float]
 
     def relative_gain(self, steps: int) -> float:
         """The best strength's perplexity gain as a fraction of plain training's perplexity."""
@@ -136,6 +138,10 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
         return min(strengths, key=lambda rho: rows[(L, regime, loc, rho)]["val_ppl"])
 
     best_rho = {L: best(L, "normal") for L in lengths}
+
+    def curve(L: int) -> list[dict]:
+        return [r for k, r in rows.items() if k[:3] == (L, "normal", loc) and not math.isnan(r["val_ppl"])]
+
     vs_sigma = {L: t_interval(list(paired(records, "normal", loc, best_rho[L], "sigma-Reparam", "val_ppl",
                                           steps=L).values())) for L in lengths}
     high_steps = max(k[0] for k in rows if k[1] == "too high")
@@ -156,6 +162,9 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
         high_best_ppl=rows[(high_steps, "too high", loc, high_best)]["val_ppl"],
         high_wd_ppl=rows[(high_steps, "too high", "weight decay", 1.0)]["val_ppl"],
         kappa_recent_spearman=spearman([h["qk_kappa"] for h in heads], [h["recent_mass"] for h in heads]),
+        matched_sigma={L: float(value_at([r["entropy"] for r in curve(L)], [r["val_ppl"] for r in curve(L)],
+                                         rows[(L, "normal", "sigma-Reparam", 0.0)]["entropy"]))
+                       - rows[(L, "normal", "sigma-Reparam", 0.0)]["val_ppl"] for L in lengths},
     )
 
 

@@ -69,6 +69,7 @@ def test_locater_findings_against_hand_computation():
     half = 2.7764451051977987 * diffs.std(ddof=1) / math.sqrt(5)
     assert f.vs_sigma[1500] == pytest.approx((diffs.mean(), diffs.mean() - half, diffs.mean() + half))
     assert f.tied_with_sigma_from() is None  # -0.1 +- small: never contains 0
+    assert math.isnan(f.matched_sigma[300])  # sigma-Reparam's entropy 1.4 lies below LocAteR's curve (1.6 to 2.5)
     assert f.verdict[300] == "reproduced"
     assert f.high_steps == 1500 and f.high_wd_ppl == pytest.approx(8.0 + mean_noise)
     assert f.high_best_ppl == pytest.approx(10.0 + mean_noise)
@@ -88,3 +89,4 @@ def test_committed_sweep_findings_are_the_ones_chapter_10_prints():
     assert f.lengths == (300, 1500, 3000)
     assert f.best_rho[300] == 0.3 and f.verdict[300] == "reproduced"
     assert f.gain[300] > f.gain[1500] > f.gain[3000] > 0
+    assert abs(f.matched_sigma[3000]) < 0.05
