@@ -13,7 +13,10 @@ What is here:
   (`load_sweep()`), per training length at the normal learning rate: the verdict of the
   chapter's rule, the best LocAteR strength and its paired perplexity gain, LocAteR against
   sigma-Reparam, where the last query's attention goes (LocAteR against plain training); at the
-  too-high rate, weight decay against the best LocAteR strength.
+  too-high rate, weight decay against the best LocAteR strength; LocAteR against sigma-Reparam at
+  the same attention entropy.
+- `value_at(x, y, x0)`: a curve through measured points read at `x0` (no extrapolation), the
+  reference of chapter 10's matched-entropy exercise; `spearman(x, y)`: a rank correlation.
 
 Not here: computing the map (`qklab.collapse`), the verdict rule and the statistics
 (`qklab.reproduce`), the prose (the chapters).
