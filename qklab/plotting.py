@@ -103,4 +103,6 @@ def use_book_style() -> None:
     except ImportError:  # pragma: no cover - outside Jupyter
         return
     if get_ipython() is not None:
-        set_matplotlib_formats("svg")
+        # The whole figure, at its set size: constrained layout makes room for labels and legends,
+        # and a "tight" box would widen a figure with an outside legend and shrink its text on a phone.
+        set_matplotlib_formats("svg", bbox_inches=None)
