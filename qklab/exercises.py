@@ -16,6 +16,8 @@ the book's numbering "Exercise 7.1", "7.2", ...) and turns each `chapters/NN_slu
   "Hint" dropdown cell above its first solution cell, opened only by a learner who asks;
 - cells tagged `solution` or `check` get the tag `raises-exception` (an unsolved notebook still
   runs end to end under nbval and Jupyter Book);
+- a Markdown cell tagged `answer` (a proof or a discussion of an exercise's answer, placed after
+  its check) is replaced by a note saying where to read it once the check passes;
 - the markdown cells that only open or close a solution dropdown (`{solution-start}`,
   `{solution-end}`) are dropped, and so is every output; the `{exercise}` directive becomes an
   `{admonition}` titled "Exercise 7.1: <title>" (sphinx-exercise's directive is not one that
@@ -23,7 +25,9 @@ the book's numbering "Exercise 7.1", "7.2", ...) and turns each `chapters/NN_slu
 - cross-references that only resolve inside the built book become text: `{numref}` and `{ref}`
   to chapters and exercises ("chapter 3", "Exercise 7.1"), `{cite}` to "Bao et al. (2024)"
   (from `references.bib`);
-- a note saying where the notebook comes from follows the title cell.
+- a note saying where the notebook comes from follows the title cell;
+- the notebook's metadata is what JupyterLab writes when a Python kernel starts
+  (`LEARNER_KERNELSPEC`, `LEARNER_LANGUAGE_INFO`), so that opening it does not mark it modified.
 
 The output is a pure function of the chapter (no times, no random ids), so `check` can compare
 bytes: `python -m qklab.exercises build` writes, `python -m qklab.exercises check` exits with
@@ -47,8 +51,26 @@ from typing import Any, Sequence
 SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
 RAISES_TAG = "raises-exception"
+ANSWER_TAG = "answer"  # a Markdown cell after a check that discusses its answer: left out of learner notebooks
 NOTE_CELL_ID = "qklab-learner-note"
 HINT_SUFFIX = "-hint"
+#: The Python of the environment the book is built and tested with (README: Python 3.11).
+BOOK_PYTHON = "3.11.7"
+#: What JupyterLab writes into a notebook's metadata when its kernel starts (ipykernel's spec and
+#: language_info). A learner notebook carries the same, so that opening it does not mark it
+#: modified (JupyterLab sets both on kernel start and marks the notebook dirty when they differ;
+#: the chapters' "Python 3" display name and bare `{"name": "python"}` always differed). Only the
+#: Python version can still differ, on a machine whose Python is not `BOOK_PYTHON`.
+LEARNER_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LEARNER_LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+    "version": BOOK_PYTHON,
+}
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION(?:\s*:\s*(?P<hint>.*?))?\s*$")
 _END = re.compile(r"^[ \t]*#\s*END SOLUTION\s*$")
@@ -304,6 +326,15 @@ def hint_cell_source(exercise: Exercise, hints: Sequence[str]) -> str:
     return f"```{{dropdown}} {title}\n{body}\n```"
 
 
+def answer_note(exercise: Exercise | None, chapter_name: str) -> str:
+    """What a learner notebook shows instead of a cell tagged `answer` (a proof or a discussion of
+    an exercise's answer, after its check): where to read it once the check passes."""
+    which = exercise.short if exercise else "the exercise above"
+    return (f"> *The book discusses the answer to {which} here. It is left out of this notebook so that it "
+            f"does not give the answer away: read it in the book (or in `chapters/{chapter_name}`) once your "
+            "check passes.*")
+
+
 def _exercise_admonition(match: re.Match, exercise: Exercise | None) -> str:
     fence = match.group("fence")
     # The statement opens with its bold title, as in the book, whose box says "Exercise 7.1".
@@ -416,12 +447,17 @@ def learner_notebook(chapter: Any, chapter_name: str, index: BookIndex | None = 
         label = _LABEL.search(match.group("options"))
         return _exercise_admonition(match, by_label.get(label.group(1)) if label else None)
 
+    check_at = {cid: ex for ex in exercises for cid in ex.check_ids}
+    answered: Exercise | None = None  # the exercise whose check came last
     cells = []
     for number, cell in enumerate(nb.cells, start=1):
         if is_dropdown_only(cell):
             continue
         tags = tags_of(cell)
-        if cell.get("cell_type") == "markdown":
+        answered = check_at.get(cell.get("id"), answered)
+        if cell.get("cell_type") == "markdown" and ANSWER_TAG in tags:
+            cell["source"] = answer_note(answered, chapter_name)
+        elif cell.get("cell_type") == "markdown":
             src = source_of(cell)
             src = _EXERCISE.sub(admonition, src)
             cell["source"] = plain_references(src, index) if index else src
@@ -451,6 +487,8 @@ def learner_notebook(chapter: Any, chapter_name: str, index: BookIndex | None = 
     note_at = 1 if cells and cells[0].get("cell_type") == "markdown" and "#" in source_of(cells[0]) else 0
     cells.insert(note_at, _note_cell(chapter_name))
     nb.cells = cells
+    nb.metadata["kernelspec"] = copy.deepcopy(LEARNER_KERNELSPEC)
+    nb.metadata["language_info"] = copy.deepcopy(LEARNER_LANGUAGE_INFO)
     return nb
 
 

@@ -72,10 +72,13 @@ def _cases() -> list[Case]:
     ]
 
 
+# The recipe is a path through the derivation, not its result: the derivation is the exercise.
 GENERAL_SNR_RECIPE = (
-    "E sqrt(d) z_tau = tau tr W. With x_T = x_tau + u, Var(x_tau^T W x_tau) = tau^2 (tr(W^2) + ||W||_F^2) "
-    "(only the symmetric part of W enters a quadratic form) and Var(x_tau^T W u) = tau (T - tau) ||W||_F^2; "
-    "the two terms are uncorrelated. SNR = tau tr W / sqrt(sum of the two)."
+    "E sqrt(d) z_tau = tau tr W. For the variance write x_T = x_tau + u, u independent of x_tau; the quadratic form "
+    "x_tau^T W x_tau and the cross term x_tau^T W u are uncorrelated, so their variances add. For g ~ N(0, I): "
+    "g^T W g = g^T W_sym g (only the symmetric part enters; compute Var for a symmetric matrix and express it "
+    "through traces of W), and for h independent of g, Var(g^T W h) = E|W^T g|^2. Then scale each by the variances "
+    "of x_tau and u, and divide the mean by the square root of the sum."
 )
 
 
