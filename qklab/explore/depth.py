@@ -177,7 +177,7 @@ class _DepthFigure:
         self.images, self.titles = {}, {}
         self.names = {"attn": "attention only", "skip": "with skip"}
         for key, C, name in (("attn", v.cosine_attn, "attention only"), ("skip", v.cosine_skip, "with skip")):
-            self.images[key] = axd[key].imshow(C, vmin=-1, vmax=1, cmap="RdBu_r")
+            self.images[key] = axd[key].imshow(C, vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")  # fill the row
             axd[key].set(xlabel="token $j$", ylabel="token $i$")
             self.titles[key] = axd[key].set_title(f"token cosines, layer {v.depth}\n({name})", fontsize=9)
         fig.colorbar(self.images["attn"], ax=[axd["attn"], axd["skip"]], label="cosine similarity", shrink=0.8)

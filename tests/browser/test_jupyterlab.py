@@ -26,6 +26,9 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "exercises" / "00_how_to_use.ipynb"
+LIVE = Path("live_explorers.ipynb")  # written by the fixture from the chapters' live cells
+CHAPTER = Path("07_localization.ipynb")  # a chapter with cross-references to other chapters
+LIVE_CHAPTERS = ("01_bilinear_form", "03_rank_collapse", "07_localization")
 ARTIFACTS = ROOT / "_build" / "browser-artifacts"
 
 
@@ -33,6 +36,21 @@ def _missing(reason: str):
     if os.environ.get("QKLAB_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests required (QKLAB_REQUIRE_BROWSER=1) but {reason}")
     pytest.skip(reason)
+
+
+def _live_notebook() -> str:
+    """A notebook of the live explorer cells of chapters 1, 3 and 7 (the cells that call `*_widget`), as committed."""
+    import nbformat
+
+    cells = []
+    for stem in LIVE_CHAPTERS:
+        chapter = nbformat.read(ROOT / "chapters" / f"{stem}.ipynb", as_version=4)
+        live = [c for c in chapter.cells if c.cell_type == "code" and "_widget(" in c.source]
+        assert len(live) == 1, f"{stem}: expected one live explorer cell, found {len(live)}"
+        cells.append(nbformat.v4.new_code_cell(live[0].source))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nbformat.writes(nb)
 
 
 def _free_port() -> int:
@@ -57,6 +75,9 @@ def lab(tmp_path_factory):
     from qklab.exercises import render
 
     (served / NOTEBOOK.name).write_text(render(ROOT / "chapters" / NOTEBOOK.name), encoding="utf-8")
+    # The chapters' live explorer cells, in one notebook, and a chapter as its author opens it.
+    (served / LIVE.name).write_text(_live_notebook(), encoding="utf-8")
+    (served / CHAPTER.name).write_text((ROOT / "chapters" / CHAPTER.name).read_text(encoding="utf-8"), encoding="utf-8")
     # Every cell rendered at once (no windowing), and no news pop-up over the notebook.
     tracker = home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
@@ -71,6 +92,7 @@ def lab(tmp_path_factory):
         str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={served}",
+        "--ServerApp.disable_check_xsrf=True",  # the live test shuts its kernel down through the REST API
         f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -178,3 +200,222 @@ def test_notebook_7_renders_the_same(lab, browser):
     finally:
         context.close()
 
+
+
+# --- live explorers: controls, redraw, a reopened notebook ------------------------------------------
+
+_OUTPUT_STATE = """
+() => [...document.querySelectorAll('.jp-CodeCell')].map(cell => ({
+  images: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(im => im.getAttribute('src')),
+  image_boxes: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(im => { const b = im.getBoundingClientRect(); return [b.top, b.bottom, b.height]; }),
+  text: cell.querySelector('.jp-Cell-outputArea') ? cell.querySelector('.jp-Cell-outputArea').innerText : '',
+  sliders: cell.querySelectorAll('.widget-slider, .jupyter-widget-slider, .widget-hslider').length,
+  buttons: [...cell.querySelectorAll('.jp-OutputArea-output button')].map(b => b.innerText.trim()),
+  labels: [...cell.querySelectorAll('.widget-label')].map(l => l.innerText.trim()),
+}))
+"""
+
+
+def _lab_url(lab: str, name: str) -> str:
+    """The notebook `name` alone in a fresh workspace (no tab of an earlier test restored around it)."""
+    return f"{lab}/lab/workspaces/{Path(name).stem}/tree/{name}?reset"
+
+
+def _open_notebook(page, lab: str, name: str) -> None:
+    page.goto(_lab_url(lab, name))
+    page.locator(".jp-Notebook").wait_for(timeout=60_000)
+    page.locator(".jp-CodeCell").first.wait_for(timeout=60_000)
+    page.locator(".jp-NotebookPanel .jp-Spinner").wait_for(state="detached", timeout=60_000)  # loaded
+
+
+def _kernel_idle(page) -> None:
+    page.wait_for_function(
+        "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus');"
+        " return !s || !/busy|starting|restarting/i.test(s.getAttribute('data-status') || s.getAttribute('title') || ''); }",
+        timeout=120_000,
+    )
+
+
+def _run_all(page) -> None:
+    """Run every cell with Shift+Enter and wait until each live cell shows its figure."""
+    cells = page.locator(".jp-CodeCell")
+    cells.first.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Escape")
+    for _ in range(cells.count()):
+        page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('.jp-CodeCell')].slice(0, n)"
+        ".every(c => c.querySelector('.jp-OutputArea-output img') && c.querySelector('.noUi-handle, .slider-container'))",
+        arg=len(LIVE_CHAPTERS), timeout=180_000,
+    )
+
+
+def _nudge(page, cell_index: int, slider_index: int, key: str = "ArrowRight") -> float:
+    """Move one slider by one stop with the keyboard, as a learner can; returns seconds until the new figure shows."""
+    import time as _time
+
+    cell = page.locator(".jp-CodeCell").nth(cell_index)
+    before = cell.locator(".jp-OutputArea-output img").first.get_attribute("src")
+    handle = cell.locator(".noUi-handle").nth(slider_index)
+    handle.focus()
+    start = _time.monotonic()
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "([i, src]) => { const im = document.querySelectorAll('.jp-CodeCell')[i].querySelector('.jp-OutputArea-output img');"
+        " return im && im.getAttribute('src') !== src; }",
+        arg=[cell_index, before], timeout=30_000,
+    )
+    return _time.monotonic() - start
+
+
+def test_live_explorers_controls_redraw_and_survive_reopening(lab, browser):
+    """In Lab, the live explorers of chapters 1, 3 and 7 show their controls (chapter 7: the
+    variance, the s / s² switch, the chapter's cases), redraw on a slider move, fit chapter 3's
+    figure and controls in a 900 px window, and, saved and reopened after the kernel is shut
+    down, still show the last figure drawn (with the note saying to run the cell again)."""
+    import base64
+    import json as _json
+    import urllib.request as _request
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    try:
+        _open_notebook(page, lab, LIVE.name)
+        _run_all(page)
+        state = page.evaluate(_OUTPUT_STATE)
+        ch1, ch3, ch7 = state[:3]
+        assert all(len(s["images"]) == 1 for s in (ch1, ch3, ch7)), "each live cell shows one figure"
+        text7 = ch7["text"]
+        for control in ("mean m", "variance s²", "spread as", "scale", "tokens"):
+            assert control in text7, f"chapter 7's explorer has no {control!r} control:\n{text7}"
+        for case in ("m = 0, s = 1 (U shape)", "m = 0.01, s = 0 (κ = 1)"):
+            assert case in ch7["buttons"], f"no button for the chapter's case {case!r}: {ch7['buttons']}"
+        assert "1.0e-06" in text7 and "0.01" in text7  # the readouts: s² = 1e-6 at s = 0.001, m = 0.01
+        page.locator(".jp-CodeCell").nth(2).scroll_into_view_if_needed()
+        page.screenshot(path=str(_artifact("jupyterlab_live_spectrum")))
+
+        # chapter 7: the U-shaped case in one click, then the spread slider down to s² = 0
+        cell7 = page.locator(".jp-CodeCell").nth(2)
+        src = cell7.locator(".jp-OutputArea-output img").first.get_attribute("src")
+        cell7.locator("button", has_text="U shape").click()
+        page.wait_for_function(
+            "src => document.querySelectorAll('.jp-CodeCell')[2].querySelector('.jp-OutputArea-output img').getAttribute('src') !== src",
+            arg=src, timeout=30_000,
+        )
+        cell7.locator(".jp-OutputArea-output img").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(_artifact("jupyterlab_live_spectrum_u_shape")))
+        cell7.locator("button", has_text="κ = 1").click()
+        page.wait_for_function(
+            "() => /variance s²\\s*0\\b/.test(document.querySelectorAll('.jp-CodeCell')[2].querySelector('.jp-Cell-outputArea').innerText)",
+            timeout=30_000,
+        )
+        # each live explorer redraws on a slider move (times printed, not asserted: see benchmarks/)
+        times = {name: _nudge(page, i, 0) for i, name in enumerate(("chapter 1", "chapter 3", "chapter 7"))}
+        print("seconds from key press to new figure in Lab:", times)
+
+        # chapter 3: the controls and the figure fit a 900 px window together
+        cell3 = page.locator(".jp-CodeCell").nth(1)
+        cell3.locator(".jp-Cell-outputArea").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        out = cell3.locator(".jp-Cell-outputArea").bounding_box()
+        img = cell3.locator(".jp-OutputArea-output img").first.bounding_box()
+        assert img["y"] + img["height"] <= 900, f"chapter 3's figure ends at {img['y'] + img['height']:.0f} px, below a 900 px window"
+        assert img["y"] + img["height"] - out["y"] <= 900 - 110, "chapter 3's controls and figure need more than a 900 px window minus Lab's bars"
+        page.screenshot(path=str(_artifact("jupyterlab_live_depth")))
+
+        # save, shut the kernel down, reopen: the last figures are still there
+        last = [s["images"][0] for s in page.evaluate(_OUTPUT_STATE)[:3]]
+        page.keyboard.press("Control+s")
+        page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')", timeout=30_000)
+        saved = _json.loads(_request.urlopen(f"{lab}/api/contents/{LIVE.name}").read())["content"]
+        for k, cell in enumerate(saved["cells"][:3]):
+            pngs = [o["data"]["image/png"] for o in cell["outputs"] if "image/png" in o.get("data", {})]
+            assert len(pngs) == 1, f"live cell {k} saved {len(pngs)} figures"
+            assert last[k].endswith(pngs[0].replace("\n", "")[-200:]), f"live cell {k}: the saved figure is not the last one shown"
+            assert base64.b64decode(pngs[0])[:4] == b"\x89PNG"
+        for kernel in _json.loads(_request.urlopen(f"{lab}/api/kernels").read()):
+            _request.urlopen(_request.Request(f"{lab}/api/kernels/{kernel['id']}", method="DELETE"))
+        page.reload()
+        _open_notebook(page, lab, LIVE.name)
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('.jp-CodeCell')].slice(0, n).every(c => c.querySelector('.jp-OutputArea-output img'))",
+            arg=3, timeout=60_000,
+        )
+        page.wait_for_timeout(1500)
+        reopened = page.evaluate(_OUTPUT_STATE)[:3]
+        for k, s in enumerate(reopened):
+            assert s["images"] == [last[k]], f"live cell {k}: the reopened notebook does not show the last figure"
+            assert "run this cell again" in s["text"]
+        page.locator(".jp-CodeCell").nth(2).scroll_into_view_if_needed()
+        page.screenshot(path=str(_artifact("jupyterlab_live_reopened")))
+        assert not errors, "page errors in JupyterLab:\n" + "\n".join(errors)
+    except BaseException:
+        page.screenshot(path=str(_artifact("jupyterlab_live_failure")), full_page=True)
+        raise
+    finally:
+        context.close()
+
+
+def _first_markdown_text(page, lab: str, name: str) -> str:
+    page.goto(_lab_url(lab, name))
+    page.wait_for_function(
+        "() => { const cells = [...document.querySelectorAll('.jp-MarkdownCell')];"
+        " return cells.length > 5 && cells.slice(0, 5).every(c => c.querySelector('.myst')); }", timeout=60_000)
+    return page.locator(".jp-MarkdownCell .myst").first.inner_text()
+
+
+def test_cross_references_read_as_chapters_in_the_learner_notebook(lab, browser):
+    """The learner notebook of chapter 7 (what `make exercises` writes) in Lab: its `{numref}` to
+    chapter 6 reads "Chapter 6", not the role's template ("Chapter %s")."""
+    import re
+
+    from qklab.exercises import render
+
+    learner = Path("07_localization_learner.ipynb")
+    _put_notebook(lab, learner.name, render(ROOT / "chapters" / CHAPTER.name))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        text = _first_markdown_text(page, lab, learner.name)
+        page.screenshot(path=str(_artifact("jupyterlab_learner_numref")))
+        assert "%s" not in text and "{numref}" not in text, f"a cross-reference reads as its template: {text[:300]!r}"
+        assert re.search(r"\bChapter 6\b", text), f"the reference to chapter 6 does not read 'Chapter 6': {text[:300]!r}"
+    finally:
+        context.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "jupyterlab-myst resolves references within one notebook only: a {numref} to another chapter "
+    "renders as its template ('Chapter %s') in chapters/*.ipynb opened in Lab, with the pinned "
+    "compatible pair (JupyterLab 4.5.11, jupyterlab-myst 2.7.0) as before. The learner notebooks "
+    "(exercises/) write those references as text; see the test above. Passing here needs the "
+    "chapters' references written as links to the chapter's notebook (issue 21's closing note)."))
+def test_cross_references_read_as_chapters_in_the_chapter_source(lab, browser):
+    """A chapter as its author opens it (`jupyter lab chapters/`): `{numref}` to another chapter
+    should read as a chapter number or a readable link, never as "Chapter %s"."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        text = _first_markdown_text(page, lab, CHAPTER.name)
+        page.screenshot(path=str(_artifact("jupyterlab_chapter_numref")))
+        assert "%s" not in text, f"a cross-reference reads as its template: {text[:300]!r}"
+    finally:
+        context.close()
+
+
+def _request_json(url: str) -> dict:
+    import json as _json
+    import urllib.request as _request
+
+    return _json.loads(_request.urlopen(url).read())
+
+
+def _put_notebook(lab: str, name: str, text: str) -> None:
+    """Write a notebook into the served folder through the contents API."""
+    import json as _json
+    import urllib.request as _request
+
+    body = _json.dumps({"type": "notebook", "format": "json", "content": _json.loads(text)}).encode()
+    _request.urlopen(_request.Request(f"{lab}/api/contents/{name}", data=body, method="PUT", headers={"Content-Type": "application/json"}))
