@@ -400,5 +400,9 @@ def check_collapse_regions(fn: Callable[..., Tensor]) -> None:
         Case("both collapses at once, and values exactly at the thresholds",
              (t(0.10, 0.25, 0.80, 0.80), t(0.30, 0.90, 0.50, 0.90), t(1.0, 10.0, 10.0, 4.0))),
         Case("a 2 x 2 map", (t(0.9, 0.1, 0.5, 0.2).reshape(2, 2), t(0.2, 0.9, 0.9, 0.9).reshape(2, 2), t(2.0, 50.0, 3.0, 9.0).reshape(2, 2))),
+        # Every pair of conditions at once, so that every order of the three tests gives another map:
+        # entropy collapse with a low localization (a peak on a far key), rank collapse with each.
+        Case("points meeting two or three conditions at once",
+             (t(0.10, 0.10, 0.90, 0.10, 0.60), t(0.90, 0.30, 0.30, 0.30, 0.90), t(2.0, 20.0, 2.0, 2.0, 2.0))),
     ]
     check_function(fn, _regions_reference, cases, name="collapse_regions", mistakes=_REGION_MISTAKES, axis_names=("point",))

@@ -216,7 +216,10 @@ def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallbac
         else:
             message += f"\nHint: {ex.last_hint}"
             if ex.recipe and ex.recipe != ex.last_hint:
-                message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
+                if _DELIVERY.rerun:  # at the command line there is no notebook to call hint() in
+                    message += f"\nThe whole recipe: {ex.recipe}"
+                else:
+                    message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
     err = ExerciseCheckError(message, label=_CURRENT.get(), expected=expected, case=case)
     if cause is not None:
         err.__cause__ = cause

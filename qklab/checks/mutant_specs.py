@@ -10,6 +10,7 @@ check whose cases cover one sign or one shape family only lets a mutant through 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -402,6 +403,9 @@ SPECS_CH8 = [
                  reasons={"swap the last two axes of the output": "the W_QK of random_qk is symmetric"}),
     lambda: Spec("ex-regions", "8.2", cc.check_collapse_regions, collapse_regions, _regions_probes,
                  sizes=lambda e, r, l: (4.0, 4.0),
+                 extra=lambda: [Mutant(f"the tests in the order {' > '.join(order)}", cc._regions_variant(order))
+                                for order in itertools.permutations(("residual", "entropy", "localization"))
+                                if order != ("residual", "entropy", "localization")],
                  reasons={"abs of the output": "codes are non-negative"}),
     lambda: Spec("ex-localization", "8.3", cc.check_localization, localization,
                  lambda: [Case("probe", (pattern(g((8, 8), 830, 2.0)),), {"window": 2}),
