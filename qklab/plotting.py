@@ -58,7 +58,8 @@ def fit_width(fig) -> None:
 
     A figure wider than `MAX_WIDTH_IN` is scaled down to it, keeping its aspect; and when it is
     drawn, every text smaller than `MIN_FONT_PT` (a `fontsize=8` legend, tick labels set with
-    `fontsize=9`) is raised to it, so that no text is too small to read on a phone.
+    `fontsize=9`) is raised to it, so that no text is too small to read on a phone, and titles and
+    axis labels wrap instead of running out of the figure.
     """
     width, height = fig.get_size_inches()
     if width > MAX_WIDTH_IN:
@@ -67,9 +68,20 @@ def fit_width(fig) -> None:
 
     def draw_legibly(renderer):
         raise_small_text(fig)
+        wrap_titles(fig)
         return draw(renderer)
 
     fig.draw = draw_legibly
+
+
+def wrap_titles(fig) -> None:
+    """Let titles and axis labels wrap onto a second line rather than run out of a narrow figure
+    (constrained layout makes room for the extra line)."""
+    for ax in fig.axes:
+        for text in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label):
+            text.set_wrap(True)
+    if fig._suptitle is not None:
+        fig._suptitle.set_wrap(True)
 
 
 def raise_small_text(fig, minimum: float = MIN_FONT_PT) -> int:

@@ -38,17 +38,20 @@ class Table:
         return text + (f"\n{self.caption}" if self.caption else "")
 
 
-def show_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> Table:
-    """Display a `Table` (HTML under IPython, text otherwise) and return it."""
+def show_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> None:
+    """Display a `Table` (HTML under IPython, text otherwise).
+
+    Returns None, so that a cell ending with this call does not show the table a second time as
+    its value.
+    """
     table = Table(columns, rows, caption)
     try:
         from IPython import get_ipython
         from IPython.display import display
     except ImportError:  # pragma: no cover - IPython comes with Jupyter
         print(repr(table))
-        return table
+        return
     if get_ipython() is None:
         print(repr(table))
     else:
         display(table)
-    return table

@@ -24,3 +24,16 @@ def test_wide_figure_is_capped_and_small_text_raised(tmp_path):
     sizes = [float(s) for s in re.findall(r"font-size: ([\d.]+)px", svg)]
     assert sizes and min(sizes) >= MIN_FONT_PT, sorted(set(sizes))
     assert "<text" in svg  # text kept as text (svg.fonttype none): the browser tests measure it
+
+
+def test_long_titles_wrap_inside_the_figure():
+    import matplotlib as mpl
+
+    mpl.use("agg", force=True)
+    use_book_style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    ax.set_title("a title far longer than a figure four and a half inches wide can hold on one line at 11 pt")
+    fig.canvas.draw()
+    box = ax.title.get_window_extent(fig.canvas.get_renderer())
+    plt.close(fig)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width + 1, (box.x0, box.x1, fig.bbox.width)

@@ -20,5 +20,6 @@ def test_text_is_aligned():
 def test_rows_must_match_the_header(capsys):
     with pytest.raises(ValueError, match="2 cells, the header 3"):
         Table(["a", "b", "c"], [["1", "2"]])
-    show_table(["a"], [["1"]])  # no IPython here: printed as text
+    # no IPython here: printed as text; None returned (a cell ending with the call shows it once)
+    assert show_table(["a"], [["1"]]) is None
     assert capsys.readouterr().out == "a\n1\n"
