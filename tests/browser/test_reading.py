@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_pages import Visits, _fail_if  # this folder is on sys.path (pytest's rootdir-relative import)
+from test_pages import CHAPTERS, PAGES, _WAIT_TYPESET, Visits, _fail_if, _stem  # this folder is on sys.path (pytest's rootdir-relative import)
 
 pytestmark = pytest.mark.browser
 
@@ -48,37 +48,8 @@ MIN_CONTRAST = 4.5
 MIN_FIGURE_TEXT_PX = 11.0
 
 
-def _pages() -> list[str]:
-    if (BOOK / "intro.html").is_file():
-        pages = ["intro.html"]
-        pages += sorted(f"chapters/{p.name}" for p in (BOOK / "chapters").glob("[0-9][0-9]_*.html"))
-        pages += sorted(f"appendix/{p.name}" for p in (BOOK / "appendix").glob("*.html"))
-        return pages
-    pages = ["intro.html"]
-    pages += sorted(f"chapters/{p.stem}.html" for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
-    pages += sorted(f"appendix/{p.stem}.html" for p in (ROOT / "appendix").glob("*.md"))
-    return pages
-
-
-PAGES = _pages()
-CHAPTERS = [p for p in PAGES if p.startswith("chapters/")]
 VIEWS = [(w, s) for w in WIDTHS for s in SCHEMES]
 
-
-def _stem(path: str) -> str:
-    return re.sub(r"\W+", "_", path.removesuffix(".html"))
-
-
-_WAIT = """
-async () => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
-  const images = [...document.images].filter(im => !im.complete);
-  images.forEach(im => { im.loading = 'eager'; });
-  const loaded = Promise.all(images.map(im => new Promise(done => { im.onload = im.onerror = done; })));
-  await Promise.race([loaded, new Promise(done => setTimeout(done, 15000))]);
-  return document.documentElement.dataset.theme || '';
-}
-"""
 
 _MEASURE = r"""
 async (args) => {
@@ -299,7 +270,8 @@ class Views(Visits):
             page.emulate_media(color_scheme=scheme)
             response = page.goto(f"{self.book_url}/{path}", wait_until="load")
             assert response is not None and response.ok, f"{path}: the page did not load"
-            theme = page.evaluate(_WAIT)
+            page.evaluate(_WAIT_TYPESET)
+            theme = page.evaluate("() => document.documentElement.dataset.theme || ''")
             shot = SCREENS / f"{scheme}-{width}" / f"{_stem(path)}.jpg"
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=70)
