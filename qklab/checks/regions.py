@@ -45,6 +45,8 @@ def measured_regions() -> tuple[int, ...]:
 def check_region_predictions(predicted: object) -> None:
     """Chapter 8, ex-predict-regions: `predicted` holds six region codes (0-3), one per head of
     `PREDICTION_HEADS`, in that order."""
+    if predicted is ... or predicted is None:
+        raise ExerciseCheckError("predicted: no answer yet. Replace the `...` with the list of six codes (0 to 3).")
     if isinstance(predicted, dict):
         raise ExerciseCheckError("predicted should be a list of six codes, in the order of the table, not a dict.")
     try:
@@ -63,6 +65,7 @@ def check_region_predictions(predicted: object) -> None:
     truth = measured_regions()
     wrong = [i for i, (v, t) in enumerate(zip(values, truth)) if int(v) != t]
     if not wrong:
+        print(f"\u2713 predicted: all {len(PREDICTION_HEADS)} regions match the measured map.")
         return
     lines = []
     for i in wrong:
