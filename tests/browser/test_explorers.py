@@ -7,8 +7,10 @@ on the pages below, with every request to a host other than 127.0.0.1 aborted:
 
 - at 1280 px, the test drags the slider's grip across the rail with the mouse, as a reader would,
   and asserts that the slider's step and the figure's title (the parameter and the measured
-  entropy and residual) change, and that what is *drawn* changes: the heatmap's rendered image
-  and the SVG path of every line plot (read from the DOM, not from plotly's data);
+  entropy and residual; for chapter 7, the measurements printed in the profile panel) change,
+  and that what is *drawn* changes: the heatmap's rendered image and the SVG path of every line
+  plot (read from the DOM, not from plotly's data); chapter 7's explorer has a second slider, the
+  mean, which redraws the same way and leaves the first (the variance) where it was;
 - the explorer does not open at a step that shows (almost) nothing: chapter 3's opens deeper
   than depth 1;
 - at 1280 px and at 390 px (a phone), the text of the figure is readable where it is drawn: every
@@ -52,12 +54,19 @@ _DRAWN = """
     .map(t => [...t.querySelectorAll('path.js-line')].map(p => p.getAttribute('d')).join('|'))
     .filter(d => d.length > 0);
   const slider = gd.layout.sliders[0];
+  // text traces (chapter 7's measurements, in the profile panel) as drawn, visible ones only
+  const texts = [...gd.querySelectorAll('.scatterlayer .trace')]
+    .filter(t => getComputedStyle(t).opacity !== '0' && t.style.display !== 'none')
+    .map(t => [...t.querySelectorAll('.textpoint text')].map(x => x.textContent).join('|'))
+    .filter(x => x.length > 0);
   return {
     active: slider.active,
+    actives: gd.layout.sliders.map(s => s.active),
     label: slider.steps[slider.active].label,
     n_steps: slider.steps.length,
     visible: gd.data.map((t, i) => t.visible === true ? i : -1).filter(i => i >= 0),
-    title: gd.layout.title.text,
+    title: gd.layout.title.text + (texts.length ? ' | ' + texts.join(' | ') : ''),
+    texts: texts,
     images: images,
     lines: lines,
   };
@@ -131,10 +140,10 @@ def _readable(root, what: str) -> dict:
     return g
 
 
-def _drag_slider(page, root, fraction: float) -> None:
-    """Press the slider's grip and drag it to `fraction` of the rail, with the mouse."""
-    grip = root.locator(".slider-grip-rect").first.bounding_box()
-    rail = root.locator(".slider-rail-rect").first.bounding_box()
+def _drag_slider(page, root, fraction: float, which: int = 0) -> None:
+    """Press slider `which`'s grip and drag it to `fraction` of the rail, with the mouse."""
+    grip = root.locator(".slider-grip-rect").nth(which).bounding_box()
+    rail = root.locator(".slider-rail-rect").nth(which).bounding_box()
     assert grip and rail, "the explorer has no plotly slider (grip or rail not rendered)"
     y = grip["y"] + grip["height"] / 2
     page.mouse.move(grip["x"] + grip["width"] / 2, y)
@@ -187,8 +196,30 @@ def test_explorer_slider_redraws_offline(open_page, path):
         if before["lines"]:
             assert after["lines"] != before["lines"], f"{name}: the line plots were not redrawn"
         _readable(root, f"{name} at 1280 px, after the move")
+        if name == "spectrum":
+            _spectrum_second_slider(page, root, after, ARTIFACTS / f"{stem}-{name}-mean.png")
     visit.screenshot(stem)  # the whole page, sliders moved
     _assert_clean(visit, path)
+
+
+def _spectrum_second_slider(page, root, before: dict, shot: Path) -> None:
+    """Chapter 7's explorer has a second slider, the mean: moving it redraws the map, the profile
+    and the measurements and leaves the variance slider where it was."""
+    sliders = page.evaluate("r => r.querySelector('.js-plotly-plot').layout.sliders.map(s => s.currentvalue.prefix)", root.element_handle())
+    assert len(sliders) == 2 and "variance" in sliders[0] and "mean" in sliders[1], f"chapter 7's sliders: {sliders}"
+    start = before["actives"][1]
+    _drag_slider(page, root, 0.02 if start > 0 else 0.98, which=1)
+    page.wait_for_function(
+        "([root, start]) => root.querySelector('.js-plotly-plot').layout.sliders[1].active !== start",
+        arg=[root.element_handle(), start], timeout=10_000,
+    )
+    page.wait_for_timeout(300)
+    after = root.evaluate(_DRAWN)
+    root.screenshot(path=str(shot))
+    assert after["actives"][0] == before["actives"][0], "moving the mean moved the variance slider"
+    assert after["texts"] != before["texts"], "the measurements did not change with the mean"
+    assert after["images"] != before["images"], "the attention map was not redrawn for the new mean"
+    assert after["lines"] != before["lines"], "the support profile was not redrawn for the new mean"
 
 
 @pytest.mark.parametrize("path", sorted(EXPLORER_PAGES))

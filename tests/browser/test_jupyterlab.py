@@ -311,6 +311,13 @@ def test_live_explorers_controls_redraw_and_survive_reopening(lab, browser):
             "() => /variance s²\\s*0\\b/.test(document.querySelectorAll('.jp-CodeCell')[2].querySelector('.jp-Cell-outputArea').innerText)",
             timeout=30_000,
         )
+        # how the controls look on a phone-width window (Lab's single-document mode); looked at, not asserted
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(500)
+        cell7.locator(".jp-Cell-outputArea").evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(_artifact("jupyterlab_live_spectrum_390px")))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.wait_for_timeout(500)
         # each live explorer redraws on a slider move (times printed, not asserted: see benchmarks/)
         times = {name: _nudge(page, i, 0) for i, name in enumerate(("chapter 1", "chapter 3", "chapter 7"))}
         print("seconds from key press to new figure in Lab:", times)
