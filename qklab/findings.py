@@ -38,6 +38,10 @@ from qklab.runner import point_key, read_records
 
 __all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "spearman", "value_at"]
 
+#: Heads with a mean attention entropy below this many nats are "away from uniform" (the causal
+#: ceiling at the sweep's context of 64 is 3.2 nats).
+PEAKED_NATS = 2.5
+
 #: The committed sweep of chapter 10 (`qklab reproduce locater --scale book`).
 SWEEP_FILE = Path(__file__).resolve().parents[1] / "results" / "locater-book.jsonl"
 
@@ -100,7 +104,11 @@ class LocaterFindings:
     At the too-high rate and `high_steps`: `high_wd_ppl`, `high_best_ppl` (weight decay 1 and the
     best LocAteR strength) and `high_verdict`. `kappa_recent_spearman`: across the trained heads of
     the shortest runs (default initialisation, both rates), Spearman's rank correlation of `kappa`
-    with the recent share. `matched_sigma`: LocAteR's perplexity read off its strength curve at
+    with the recent share; `kappa_recent_spearman_peaked` the same over the heads whose entropy is
+    below `PEAKED_NATS` (away from uniform attention). `scale`: the mean QK scale `r` of (best
+    LocAteR, plain, sigma-Reparam). `uniform_cost`: the relative perplexity change of the near-uniform
+    control (the largest LocAteR strength, attention entropy at its ceiling) against plain training.
+    `matched_sigma`: LocAteR's perplexity read off its strength curve at
     sigma-Reparam's entropy, minus sigma-Reparam's perplexity (means over seeds; `value_at`).
     """
 
@@ -116,7 +124,10 @@ class LocaterFindings:
     high_best_ppl: float
     high_wd_ppl: float
     kappa_recent_spearman: float
+    kappa_recent_spearman_peaked: float
     matched_sigma: dict[int, float]
+    scale: dict[int, tuple[float, float, float]]
+    uniform_cost: dict[int, float]
 
     def relative_gain(self, steps: int) -> float:
         """The best strength's perplexity gain as a fraction of plain training's perplexity."""
@@ -151,6 +162,13 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
     high_best = best(high_steps, "too high")
     heads = [r["result"] for r in at_length(records, SCALES["book"].steps) if r.get("status") == "ok"
              and r["result"].get("status") == "completed" and not r["tags"]["arm"].startswith("mimetic")]
+    peaked = [h for h in heads if h["entropy"] < PEAKED_NATS]
+
+    def mean_scale(L: int, arm: str, rho: float) -> float:
+        vals = [r["result"]["qk_scale"] for r in at_length(records, L) if r.get("status") == "ok"
+                and r["result"].get("status") == "completed" and r["tags"]["regime"] == "normal"
+                and r["tags"]["arm"] == arm and r["tags"]["rho"] == rho]
+        return float(np.mean(vals))
     return LocaterFindings(
         lengths=lengths,
         verdict={L: verdict(records, "normal", steps=L)["verdict"] for L in lengths},
@@ -165,6 +183,11 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
         high_best_ppl=rows[(high_steps, "too high", loc, high_best)]["val_ppl"],
         high_wd_ppl=rows[(high_steps, "too high", "weight decay", 1.0)]["val_ppl"],
         kappa_recent_spearman=spearman([h["qk_kappa"] for h in heads], [h["recent_mass"] for h in heads]),
+        kappa_recent_spearman_peaked=spearman([h["qk_kappa"] for h in peaked], [h["recent_mass"] for h in peaked]),
+        uniform_cost={L: rows[(L, "normal", loc, max(k[3] for k in rows if k[:3] == (L, "normal", loc)))]["val_ppl"]
+                      / rows[(L, "normal", "plain", 0.0)]["val_ppl"] - 1 for L in lengths},
+        scale={L: (mean_scale(L, loc, best_rho[L]), mean_scale(L, "plain", 0.0), mean_scale(L, "sigma-Reparam", 0.0))
+               for L in lengths},
         matched_sigma={L: float(value_at([r["entropy"] for r in curve(L)], [r["val_ppl"] for r in curve(L)],
                                          rows[(L, "normal", "sigma-Reparam", 0.0)]["entropy"]))
                        - rows[(L, "normal", "sigma-Reparam", 0.0)]["val_ppl"] for L in lengths},
