@@ -171,7 +171,8 @@ SNR_MISTAKES = [
     Mistake(
         "T - tau in place of T + tau",
         lambda m, s, d, T: math.sqrt(d) * kappa(m, s) * (_tau(T) / (T - _tau(T))).sqrt(),
-        "Var(x_tau^T W x_tau) = 2 tau^2 tr(W^2) and Var(x_tau^T W r) = tau (T - tau) tr(W^2) add up to tau (T + tau) tr(W^2).",
+        "the variance has two parts: the cross term x_tau^T W u and the quadratic form x_tau^T W x_tau itself "
+        "(2 tau^2 tr(W^2)); check that both are in your sum, with their signs.",
     ),
     Mistake(
         "Var(x^T W x) without its factor 2 (tau^2 tr(W^2) instead of 2 tau^2 tr(W^2))",
