@@ -166,7 +166,7 @@ def slider_figure(
         ),
         sliders=[dict(
             active=active, currentvalue=dict(prefix=f"{param} = ", font=dict(size=12)), pad=dict(t=48, l=0, r=0),
-            len=1.0, x=0.0, font=dict(size=10), steps=slider_steps,
+            len=1.0, x=0.0, font=dict(size=11), steps=slider_steps,
         )],
         showlegend=legend,
         legend=dict(orientation="h", yref="container", y=0.0, yanchor="bottom", x=0.0, xanchor="left", font=dict(size=11)),

@@ -418,7 +418,7 @@ def spectrum_static_grid(
         )
         stats = go.Scatter(
             x=[1], y=[top - 0.03], text=[grid_stats(v)], mode="text", textposition="bottom right",
-            textfont=dict(size=10), hoverinfo="skip", showlegend=False, name="measurements",
+            textfont=dict(size=11), hoverinfo="skip", showlegend=False, name="measurements",
         )
         steps.append((fmt(vs[j]), _grid_title(first), [(heat, 1), (prof, 2), (stats, 2)]))
     fig, narrow = slider_grid.slider_figure(
@@ -439,7 +439,7 @@ def spectrum_static_grid(
     variance_slider = fig.layout.sliders[0]
     mean_slider = dict(
         active=i0, currentvalue=dict(prefix="mean m = ", font=dict(size=12)), pad=dict(t=variance_slider.pad.t + _SLIDER_PX, l=0, r=0),
-        len=1.0, x=0.0, font=dict(size=10), steps=mean_steps,
+        len=1.0, x=0.0, font=dict(size=11), steps=mean_steps,
     )
     fig.layout.sliders = [variance_slider, mean_slider]
     fig.layout.sliders[0].currentvalue.prefix = "variance s² = "
