@@ -57,9 +57,9 @@ WIDE, PHONE = 1280, 390
 
 # A figure is legible when it is shown at 70% or more of its natural width. Measured as the
 # <img>'s rendered CSS width (getBoundingClientRect, device scale factor 1) divided by its
-# naturalWidth (the PNG's pixels). The book draws figures at 100 dpi with 9-10 pt text
-# (qklab.plotting.use_book_style), i.e. text 12.5-14 px tall in the PNG: at 70% it is still
-# about 9 px on screen. Images narrower than 100 px (icons) are not figures.
+# naturalWidth (an SVG's width at 96 px per inch). The book draws figures as SVG at most 4.6 in
+# wide with text of 10.5 pt or more (qklab.plotting.use_book_style); test_reading.py measures the
+# text itself on a phone. Images narrower than 100 px (icons) are not figures.
 FIGURE_MIN_SCALE = 0.70
 FIGURE_MIN_NATURAL_WIDTH = 100
 
