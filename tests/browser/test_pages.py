@@ -526,7 +526,11 @@ _EXPLORER_STATE = """
   return {
     right: box.right, left: box.left, width: box.width, viewport: window.innerWidth,
     rail_width: rail.width, rail_left: rail.left, rail_right: rail.right,
-    active: gd.layout.sliders[0].active, title: gd.layout.title.text,
+    active: gd.layout.sliders[0].active,
+    // the title, with the measurements chapter 7 prints in its profile panel (visible text traces)
+    title: (gd.layout.title.text || '') + ' | ' + [...gd.querySelectorAll('.scatterlayer .trace')]
+      .filter(t => getComputedStyle(t).opacity !== '0' && t.style.display !== 'none')
+      .map(t => [...t.querySelectorAll('.textpoint text')].map(x => x.textContent).join('|')).join(' | '),
     drawn: [...gd.querySelectorAll('.heatmaplayer image, .scatterlayer path.js-line')]
       .map(e => e.getAttribute('href') || e.getAttribute('d') || '').join('|').length,
     signature: [...gd.querySelectorAll('.heatmaplayer image, .scatterlayer path.js-line')]
