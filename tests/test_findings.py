@@ -35,10 +35,10 @@ def test_map_findings_reads_edges_windows_and_best_localization():
 
 
 def _record(steps: int, regime: str, arm: str, rho: float, seed: int, ppl: float, entropy: float,
-            recent: float, kappa: float = 0.5) -> dict:
+            recent: float, kappa: float = 0.5, scale: float = 1.0) -> dict:
     return {"status": "ok", "tags": {"steps": steps, "regime": regime, "arm": arm, "rho": rho, "seed": seed},
             "result": {"status": "completed", "val_ppl": ppl, "entropy": entropy, "qk_kappa": kappa,
-                       "recent_mass": recent}}
+                       "recent_mass": recent, "qk_scale": scale}}
 
 
 def test_locater_findings_against_hand_computation():
@@ -51,7 +51,7 @@ def test_locater_findings_against_hand_computation():
             for rho, g in gains.items():
                 records.append(_record(L, "normal", "LocAteR variance", rho, s, plain - g + noise[s] * 0.5, 1.5 + rho,
                                        0.55, kappa=0.1 * s + 0.05))
-            records.append(_record(L, "normal", "sigma-Reparam", 0.0, s, plain - 0.1 + noise[s], 1.4, 0.58))
+            records.append(_record(L, "normal", "sigma-Reparam", 0.0, s, plain - 0.1 + noise[s], 1.4, 0.58, scale=0.7 + 0.01 * s))
         for s in seeds:
             records.append(_record(L, "too high", "plain", 0.0, s, 12.0 + noise[s], 0.1, 0.3))
             records.append(_record(L, "too high", "LocAteR variance", 1.0, s, 10.0 + noise[s], 2.0, 0.4))
@@ -69,6 +69,8 @@ def test_locater_findings_against_hand_computation():
     half = 2.7764451051977987 * diffs.std(ddof=1) / math.sqrt(5)
     assert f.vs_sigma[1500] == pytest.approx((diffs.mean(), diffs.mean() - half, diffs.mean() + half))
     assert f.tied_with_sigma_from() is None  # -0.1 +- small: never contains 0
+    assert f.scale[300] == pytest.approx((1.0, 1.0, 0.72))  # (best LocAteR, plain, sigma-Reparam), seed means
+    assert f.uniform_cost[300] == pytest.approx(((10.0 - 0.5) + 0.5 * mean_noise) / (10.0 + mean_noise) - 1)
     assert math.isnan(f.matched_sigma[300])  # sigma-Reparam's entropy 1.4 lies below LocAteR's curve (1.6 to 2.5)
     assert f.verdict[300] == "reproduced"
     assert f.high_steps == 1500 and f.high_wd_ppl == pytest.approx(8.0 + mean_noise)
