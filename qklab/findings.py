@@ -1,8 +1,9 @@
 """The course's answer as numbers: what the one-layer map and the committed LocAteR sweep found.
 
-The book states its central result in three places (the box at the end of chapter 8, the
-"Results at a glance" page, the summary of chapter 10). Each of them quotes numbers, and the
-numbers come from here, recomputed at every build, so that no two pages can drift apart.
+The book states its central result at the end of chapter 8 (the box "What 'prevents both
+collapses' means here") and on the "Results at a glance" page. Both quote numbers, and the numbers
+come from here, recomputed at every build, so that the two pages cannot drift apart (chapter 10
+computes the same quantities in place, from the same records and `qklab.reproduce` functions).
 
 What is here:
 
@@ -36,7 +37,7 @@ from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
 from qklab.reproduce import SCALES, at_length, locater_points, paired, summarise, t_interval, verdict
 from qklab.runner import point_key, read_records
 
-__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "spearman", "value_at"]
+__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "PEAKED_NATS", "spearman", "value_at"]
 
 #: Heads with a mean attention entropy below this many nats are "away from uniform" (the causal
 #: ceiling at the sweep's context of 64 is 3.2 nats).
