@@ -244,6 +244,12 @@ async (args) => {
       if ([...range.getClientRects()].some(r => r.width > 1 && r.height > 1)) out.leaks.push(snip(n.textContent, 50));
     }
   });
+  // ... while its title, the only way to open it, stays readable.
+  out.hidden_titles = [];
+  article.querySelectorAll('.admonition.dropdown.toggle-hidden > .admonition-title, details:not([open]) > summary').forEach(t => {
+    const size = parseFloat(getComputedStyle(t).fontSize), box = t.getBoundingClientRect();
+    if (!(size >= 11 && box.height >= 11 && t.textContent.trim())) out.hidden_titles.push(`${snip(t.textContent, 40)} (${size}px)`);
+  });
 
   // Headings.
   out.headings = [...article.querySelectorAll('h1, h2, h3, h4')].map(h => [Number(h.tagName[1]), h.textContent.replace(/[#¶]/g, '').replace(/^[\d.]+\s*/, '').trim()]);
@@ -345,6 +351,8 @@ def test_text_contrast(views, path, width, scheme):
 @pytest.mark.parametrize("path", PAGES)
 def test_closed_dropdowns_hide_everything(views, path):
     _fail_if(views.report(path, 1280, "light")["leaks"], "text showing out of a closed dropdown", _where(path, 1280))
+    _fail_if(views.report(path, 1280, "light")["hidden_titles"], "a closed dropdown whose title cannot be read",
+             _where(path, 1280))
 
 
 # Sections that chapters share, by their title without number.
