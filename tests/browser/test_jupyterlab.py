@@ -92,6 +92,7 @@ def lab(tmp_path_factory):
         str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={served}",
+        "--LabApp.expose_app_in_browser=True",  # `window.jupyterapp`: the live test asks it when the kernel is ready
         "--ServerApp.disable_check_xsrf=True",  # the live test shuts its kernel down through the REST API
         f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
     ]
@@ -229,26 +230,47 @@ def _open_notebook(page, lab: str, name: str) -> None:
     page.locator(".jp-NotebookPanel .jp-Spinner").wait_for(state="detached", timeout=60_000)  # loaded
 
 
-def _kernel_idle(page) -> None:
+def _kernel_ready(page) -> None:
+    """Wait until the notebook's session has its kernel connected and idle, asked of JupyterLab itself
+    (the server runs with `expose_app_in_browser`, as JupyterLab's own Galata tests do). The toolbar's
+    indicator is no signal: it reads `idle` before any kernel socket is open, and Shift+Enter pressed
+    then left cells at `[ ]` (seen on a loaded machine and in CI)."""
     page.wait_for_function(
-        "() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus');"
-        " return !s || !/busy|starting|restarting/i.test(s.getAttribute('data-status') || s.getAttribute('title') || ''); }",
+        """async () => {
+            const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            if (!panel || !panel.sessionContext) return false;
+            await panel.sessionContext.ready;
+            const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+            if (!kernel) return false;
+            await kernel.info;
+            return kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+        }""",
         timeout=120_000,
     )
 
 
 def _run_all(page) -> None:
-    """Run every cell with Shift+Enter and wait until each live cell shows its figure."""
+    """Run every cell with Shift+Enter once the kernel is idle, and wait until each live cell shows its figure."""
+    _kernel_ready(page)
     cells = page.locator(".jp-CodeCell")
     cells.first.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Escape")
     for _ in range(cells.count()):
         page.keyboard.press("Shift+Enter")
-    page.wait_for_function(
-        "n => [...document.querySelectorAll('.jp-CodeCell')].slice(0, n)"
-        ".every(c => c.querySelector('.jp-OutputArea-output img') && c.querySelector('.noUi-handle, .slider-container'))",
-        arg=len(LIVE_CHAPTERS), timeout=180_000,
-    )
+    try:
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('.jp-CodeCell')].slice(0, n)"
+            ".every(c => c.querySelector('.jp-OutputArea-output img') && c.querySelector('.noUi-handle, .slider-container'))",
+            arg=len(LIVE_CHAPTERS), timeout=180_000,
+        )
+    except Exception as err:
+        prompts = page.evaluate(
+            "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.innerText.trim())")
+        outputs = page.evaluate(
+            "() => [...document.querySelectorAll('.jp-CodeCell')].map(c => (c.querySelector('.jp-Cell-outputArea') || {}).innerText || '')")
+        raise AssertionError(
+            f"the live cells did not all show a figure and sliders; prompts {prompts}, outputs:\n"
+            + "\n---\n".join(o[:500] for o in outputs)) from err
 
 
 def _nudge(page, cell_index: int, slider_index: int, key: str = "ArrowRight") -> float:
