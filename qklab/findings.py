@@ -16,6 +16,8 @@ What is here:
   sigma-Reparam, where the last query's attention goes (LocAteR against plain training); at the
   too-high rate, weight decay against the best LocAteR strength; LocAteR against sigma-Reparam at
   the same attention entropy.
+- `matched_per_seed(records, steps, arm, rho)`: the same matched-entropy comparison seed by seed
+  (LocAteR's curve of one seed read at the other method's entropy of that seed), for an interval.
 - `value_at(x, y, x0)`: a curve through measured points read at `x0` (no extrapolation), the
   reference of chapter 10's matched-entropy exercise; `spearman(x, y)`: a rank correlation.
 
@@ -193,6 +195,34 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
                                          rows[(L, "normal", "sigma-Reparam", 0.0)]["entropy"]))
                        - rows[(L, "normal", "sigma-Reparam", 0.0)]["val_ppl"] for L in lengths},
     )
+
+
+def matched_per_seed(records: list[dict], steps: int, arm: str, rho: float,
+                     curve_arm: str = "LocAteR variance", regime: str = "normal") -> dict[int, float]:
+    """Per seed: `curve_arm`'s perplexity at the attention entropy that (`arm`, `rho`) reached, minus
+    the perplexity of (`arm`, `rho`), both from the runs of that seed at training length `steps`
+    (chapter 10's matched-entropy comparison, paired over seeds).
+
+    `curve_arm`'s curve of one seed runs through its strengths' (entropy, perplexity) points and is read
+    with `value_at`. A seed whose curve does not span the other method's entropy (`value_at` gives
+    NaN: no extrapolation) is left out, so the dict may hold fewer seeds than were run, or none.
+    """
+    runs: dict[tuple[str, float], dict[int, dict]] = {}
+    for r in at_length(records, steps):
+        res = r.get("result") or {}
+        if r.get("status") == "ok" and res.get("status") == "completed" and r["tags"]["regime"] == regime:
+            runs.setdefault((r["tags"]["arm"], r["tags"]["rho"]), {})[r["tags"]["seed"]] = res
+    other = runs.get((arm, rho), {})
+    strengths = sorted(k[1] for k in runs if k[0] == curve_arm)
+    out = {}
+    for seed, res in sorted(other.items()):
+        points = [runs[(curve_arm, q)][seed] for q in strengths if seed in runs[(curve_arm, q)]]
+        if len(points) < 2:
+            continue
+        at = float(value_at([p["entropy"] for p in points], [p["val_ppl"] for p in points], res["entropy"]))
+        if not math.isnan(at):
+            out[seed] = at - res["val_ppl"]
+    return out
 
 
 def spearman(x, y) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from qklab.findings import load_sweep, locater_findings, map_findings, spearman
+from qklab.findings import load_sweep, locater_findings, map_findings, matched_per_seed, spearman
 
 
 def _map(scales: np.ndarray, rank_edges: list[float], entropy_edges: list[float], loc: list[float]) -> dict:
@@ -78,6 +78,23 @@ def test_locater_findings_against_hand_computation():
     heads = [r["result"] for r in records if r["tags"]["steps"] == 300 and r["tags"]["arm"] != "mimetic plain"]
     assert f.kappa_recent_spearman == pytest.approx(spearman([h["qk_kappa"] for h in heads],
                                                              [h["recent_mass"] for h in heads]))
+
+
+def test_matched_per_seed_reads_each_seeds_curve_at_that_seeds_entropy():
+    # LocAteR, seed s: (entropy 1.0, ppl 10 + s) at rho 0.1 and (3.0, 14 + s) at rho 1.0, so its curve
+    # at entropy h is 10 + s + 2 (h - 1). sigma-Reparam, seed s: entropy 1.5 + 0.5 s, ppl 11.
+    records = []
+    for s in range(4):
+        records.append(_record(300, "normal", "LocAteR variance", 0.1, s, 10.0 + s, 1.0, 0.5))
+        records.append(_record(300, "normal", "LocAteR variance", 1.0, s, 14.0 + s, 3.0, 0.5))
+        records.append(_record(300, "normal", "sigma-Reparam", 0.0, s, 11.0, 1.5 + 0.5 * s, 0.5))
+        records.append(_record(1500, "normal", "sigma-Reparam", 0.0, s, 99.0, 2.0, 0.5))  # another length: ignored
+    records.append(_record(300, "too high", "LocAteR variance", 0.1, 0, 50.0, 2.0, 0.5))  # another regime: ignored
+    got = matched_per_seed(records, 300, "sigma-Reparam", 0.0)
+    # seed 3: entropy 3.0 is the curve's end (kept); by hand 10 + s + 2 (0.5 + 0.5 s) - 11 = 2 s
+    assert got == pytest.approx({0: 0.0, 1: 2.0, 2: 4.0, 3: 6.0})
+    records.append(_record(300, "normal", "weight decay", 1.0, 0, 8.0, 0.5, 0.5))  # below the curve: no value
+    assert matched_per_seed(records, 300, "weight decay", 1.0) == {}
 
 
 def test_spearman_matches_a_direct_rank_correlation():
