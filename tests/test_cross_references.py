@@ -81,6 +81,29 @@ def test_links_to_chapters_exist_and_state_the_right_number(path):
         assert links, f"{path.name} should link other chapters"  # the pattern still matches the prose
 
 
+def _labels() -> dict[str, Path]:
+    """Every label a notebook or page defines (`(label)=` above a heading, `:label:` of a directive)."""
+    found = {}
+    for path in [*NOTEBOOKS, *ROOT.glob("appendix/*.md"), ROOT / "intro.md"]:
+        text = "\n".join(_markdown(path)) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8")
+        for label in re.findall(r"^\(([\w-]+)\)=", text, re.MULTILINE) + re.findall(r":label:\s*([\w-]+)", text):
+            found[label] = path
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_refs_to_other_files_carry_their_text(path):
+    """JupyterLab shows a `{ref}` to a label of another file as the bare label
+    ("sec-prevents-both-collapses"); with its text written in the role it reads as in the book."""
+    labels = _labels()
+    for source in _markdown(path):
+        for role in re.finditer(r"\{ref\}`([^`<]*)`", source):
+            label = role.group(1).strip()
+            assert labels.get(label) in (path, None), (
+                f"{path.name}: {role.group(0)} points into {labels[label].name}; write it as "
+                f"{{ref}}`<the section's title> <{label}>`")
+
+
 def test_the_link_check_sees_a_wrong_number_and_a_missing_notebook():
     chapters = ROOT / "chapters"
     assert _link_problems(["see [chapter 6](06_qk_eigenspectrum.ipynb)"], chapters) == []

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "exercises" / "00_how_to_use.ipynb"
 LIVE = Path("live_explorers.ipynb")  # written by the fixture from the chapters' live cells
 CHAPTER = Path("07_localization.ipynb")  # a chapter with cross-references to other chapters
+LINKED = Path("06_qk_eigenspectrum.ipynb")  # the chapter its first cell links
 LIVE_CHAPTERS = ("01_bilinear_form", "03_rank_collapse", "07_localization")
 ARTIFACTS = ROOT / "_build" / "browser-artifacts"
 
@@ -77,7 +78,8 @@ def lab(tmp_path_factory):
     (served / NOTEBOOK.name).write_text(render(ROOT / "chapters" / NOTEBOOK.name), encoding="utf-8")
     # The chapters' live explorer cells, in one notebook, and a chapter as its author opens it.
     (served / LIVE.name).write_text(_live_notebook(), encoding="utf-8")
-    (served / CHAPTER.name).write_text((ROOT / "chapters" / CHAPTER.name).read_text(encoding="utf-8"), encoding="utf-8")
+    for name in (CHAPTER.name, LINKED.name):
+        (served / name).write_text((ROOT / "chapters" / name).read_text(encoding="utf-8"), encoding="utf-8")
     # Every cell rendered at once (no windowing), and no news pop-up over the notebook.
     tracker = home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
@@ -422,10 +424,11 @@ def test_cross_references_read_as_chapters_in_the_learner_notebook(lab, browser)
 
 def test_cross_references_read_as_chapters_in_the_chapter_source(lab, browser):
     """A chapter as its author opens it (`jupyter lab chapters/`): the reference to another chapter
-    reads "Chapter 6" and is a link to that chapter's notebook. (jupyterlab-myst resolves labels
+    reads "Chapter 6" and is a link that opens that chapter's notebook. (jupyterlab-myst resolves labels
     only inside one notebook, so a `{numref}` would read "Chapter %s"; the chapters link the
     notebook instead, tests/test_cross_references.py checks the numbers.)"""
     import re
+    from urllib.parse import urlsplit
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -435,7 +438,12 @@ def test_cross_references_read_as_chapters_in_the_chapter_source(lab, browser):
         assert "%s" not in text and "{numref}" not in text, f"a cross-reference reads as its template: {text[:300]!r}"
         assert re.search(r"\bChapter 6\b", text), f"the reference to chapter 6 does not read 'Chapter 6': {text[:300]!r}"
         link = page.locator(".jp-MarkdownCell .myst").first.locator("a", has_text="Chapter 6").first
-        assert (link.get_attribute("href") or "").endswith("06_qk_eigenspectrum.ipynb"), link.get_attribute("href")
+        # Lab resolves a relative link to its files URL (/files/06_qk_eigenspectrum.ipynb?_xsrf=...)
+        # and opens the notebook in a tab when it is clicked.
+        href = urlsplit(link.get_attribute("href") or "").path
+        assert href.endswith(f"/{LINKED.name}"), link.get_attribute("href")
+        link.click()  # Lab opens the linked chapter in a new tab
+        page.locator(".lm-TabBar-tab", has_text=LINKED.stem).first.wait_for(timeout=30_000)
     finally:
         context.close()
 
