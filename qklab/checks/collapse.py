@@ -360,6 +360,7 @@ def check_qk_from_scale_kappa(fn: Callable[..., Tensor]) -> None:
         Case("d = 5, r = 2, kappa = 0 (zero mean)", (5, 2.0, 0.0, 2)),
         Case("d = 6, r = 1, kappa = 1 (W = I)", (6, 1.0, 1.0, 3)),
         Case("d = 16, r = 0.3, kappa = 0.9", (16, 0.3, 0.9, 4)),
+        Case("d = 7, r = 1.5, kappa = -0.5 (negative mean)", (7, 1.5, -0.5, 5)),
     ]
     check_function(fn, qk_from_scale_kappa, cases, name="qk_from_scale_kappa", mistakes=_QK_MISTAKES, atol=1e-8,
                    axis_names=("row", "column"))
