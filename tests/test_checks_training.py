@@ -108,8 +108,15 @@ def test_entropy_bound_holds_on_random_rows():
 
 
 def test_entropy_bound_check(capsys):
-    tc.check_entropy_bound(lambda s, R, d_h, n: torch.log(1 + (n - 1) / torch.exp(2 * s * R * R / d_h**0.5)))
-    assert "\u2713" in capsys.readouterr().out
+    tc.check_entropy_bound(lambda s, R, d_h, n: torch.log1p((n - 1) / torch.exp(2 * s * R * R / d_h**0.5)))
+    tc.check_entropy_bound(lambda s, R, d_h, n: torch.log1p(torch.exp(torch.log(n - 1) - 2 * s * R**2 / d_h**0.5)))
+    assert capsys.readouterr().out.count("\u2713") == 2
+    # The same bound through log(1 + x), or as -log of the bound on the largest weight, loses a bound
+    # near 1e-23 (the statement asks for it): rejected, the first one named.
+    with pytest.raises(ExerciseCheckError, match="log\\(1 \\+ x\\) computed directly"):
+        tc.check_entropy_bound(lambda s, R, d_h, n: torch.log(1 + (n - 1) / torch.exp(2 * s * R * R / d_h**0.5)))
+    with pytest.raises(ExerciseCheckError, match="a collapsed head|entry 4"):
+        tc.check_entropy_bound(lambda s, R, d_h, n: -torch.log(1 / (1 + (n - 1) * torch.exp(-2 * s * R**2 / d_h**0.5))))
 
 
 @pytest.mark.parametrize("mistake", tc.BOUND_MISTAKES, ids=lambda m: m.label)

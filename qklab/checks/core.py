@@ -301,8 +301,12 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
     if torch.allclose(got_t, expected, atol=atol, rtol=rtol, equal_nan=True):
         return None
     err = (got_t - expected).abs().nan_to_num(nan=math.inf)
-    n_off = int((err > atol + rtol * expected.abs()).sum())
-    where = tuple(int(i) for i in torch.unravel_index(err.argmax(), err.shape)) if err.ndim else ()
+    allowed = atol + rtol * expected.abs()
+    n_off = int((err > allowed).sum())
+    # The entry furthest outside its tolerance: with a relative tolerance, a tiny value off by 100 %
+    # matters more than a large one off in its last digit (0 / 0, an exact zero, counts as 0).
+    excess = (err / allowed).nan_to_num(nan=0.0, posinf=math.inf)
+    where = tuple(int(i) for i in torch.unravel_index(excess.argmax(), excess.shape)) if err.ndim else ()
     g, e = got_t[where], expected[where]
     at = f"{_where(where, axis_names, index_from)}: yours is" if where else "yours is"
     if got_t.is_complex():
