@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
-from qklab.reproduce import SCALES, at_length, locater_points, paired, summarise, t_interval, verdict
+from qklab.reproduce import SCALES, at_length, completed_runs, locater_points, paired, summarise, t_interval, verdict
 from qklab.runner import point_key, read_records
 
 __all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "PEAKED_NATS", "spearman", "value_at"]
@@ -167,11 +167,10 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
              and r["result"].get("status") == "completed" and not r["tags"]["arm"].startswith("mimetic")]
     peaked = [h for h in heads if h["entropy"] < PEAKED_NATS]
 
+    done = completed_runs(records)
+
     def mean_scale(L: int, arm: str, rho: float) -> float:
-        vals = [r["result"]["qk_scale"] for r in at_length(records, L) if r.get("status") == "ok"
-                and r["result"].get("status") == "completed" and r["tags"]["regime"] == "normal"
-                and r["tags"]["arm"] == arm and r["tags"]["rho"] == rho]
-        return float(np.mean(vals))
+        return float(np.mean([res["qk_scale"] for res in done[(L, "normal", arm, rho)].values()]))
     return LocaterFindings(
         lengths=lengths,
         verdict={L: verdict(records, "normal", steps=L)["verdict"] for L in lengths},
@@ -207,11 +206,7 @@ def matched_per_seed(records: list[dict], steps: int, arm: str, rho: float,
     with `value_at`. A seed whose curve does not span the other method's entropy (`value_at` gives
     NaN: no extrapolation) is left out, so the dict may hold fewer seeds than were run, or none.
     """
-    runs: dict[tuple[str, float], dict[int, dict]] = {}
-    for r in at_length(records, steps):
-        res = r.get("result") or {}
-        if r.get("status") == "ok" and res.get("status") == "completed" and r["tags"]["regime"] == regime:
-            runs.setdefault((r["tags"]["arm"], r["tags"]["rho"]), {})[r["tags"]["seed"]] = res
+    runs = {(a, q): by_seed for (L, g, a, q), by_seed in completed_runs(records).items() if L == steps and g == regime}
     other = runs.get((arm, rho), {})
     strengths = sorted(k[1] for k in runs if k[0] == curve_arm)
     out = {}

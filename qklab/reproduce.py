@@ -51,6 +51,7 @@ __all__ = [
     "full_validation",
     "penalty_gradient_ratio",
     "estimate_seconds",
+    "completed_runs",
     "t_interval",
     "t_quantile",
     "summarise",
@@ -494,17 +495,27 @@ def _one_length(records: list[dict], what: str) -> None:
         raise ValueError(f"{what}: the records hold several training lengths {sorted(lengths)}; pass steps=")
 
 
+def _completed(record: dict) -> bool:
+    return record.get("status") == "ok" and (record.get("result") or {}).get("status") == "completed"
+
+
+def completed_runs(records: list[dict]) -> dict[tuple, dict[int, dict]]:
+    """The results of the completed runs, `{(steps, regime, arm, rho): {seed: result}}`."""
+    by: dict[tuple, dict[int, dict]] = {}
+    for r in records:
+        if _completed(r):
+            by.setdefault(_arm_key(r["tags"]), {})[r["tags"]["seed"]] = r["result"]
+    return by
+
+
 def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
     """One row per (training length, regime, arm, strength): means over seeds and paired
     differences from the plain arm of the same length and initialisation (default init for most
     arms, mimetic for the mimetic arms)."""
-    ok = [r for r in records if r.get("status") == "ok" and (r.get("result") or {}).get("status") == "completed"]
-    by = {}
-    for r in ok:
-        by.setdefault(_arm_key(r["tags"]), {})[r["tags"]["seed"]] = r["result"]
+    by = completed_runs(records)
     failed: dict[tuple, int] = {}
     for r in records:
-        if r not in ok:
+        if not _completed(r):
             failed[_arm_key(r["tags"])] = failed.get(_arm_key(r["tags"]), 0) + 1
     rows = []
     keys = sorted(set(by) | set(failed),
@@ -537,13 +548,9 @@ def paired(records: list[dict], regime: str, arm: str, rho: float, base_arm: str
     seed, at training length `steps` (None: the records must hold one length)."""
     records = at_length(records, steps)
     _one_length(records, "paired")
-    runs: dict[tuple, dict[int, float]] = {}
-    for r in records:
-        res = r.get("result") or {}
-        if r.get("status") == "ok" and res.get("status") == "completed":
-            runs.setdefault(_arm_key(r["tags"])[1:], {})[r["tags"]["seed"]] = res[metric]
+    runs = {key[1:]: by_seed for key, by_seed in completed_runs(records).items()}  # one length: drop it
     a, b = runs.get((regime, arm, rho), {}), runs.get((regime, base_arm, base_rho), {})
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+    return {s: a[s][metric] - b[s][metric] for s in sorted(set(a) & set(b))}
 
 
 def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", base_arm: str = "plain",
