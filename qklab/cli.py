@@ -1,4 +1,4 @@
-"""The `qklab` command: `qklab train`, `qklab sweep`, `qklab reproduce locater` (chapters 4, 9, 10).
+"""The `qklab` command: `qklab train`, `qklab sweep`, `qklab reproduce locater|controls` (chapters 4, 9, 10).
 
 Every command writes JSON-lines results files with the model and train configs, seed, device and
 versions, and prints where it wrote them. Bad input (unknown values, empty grids, a results file
@@ -10,6 +10,7 @@ clear message before any training. Nothing is downloaded unless `--download` is 
     qklab sweep --reg-strengths 0,0.1,1 --seeds 0,1,2 --out runs/sweep.jsonl
     qklab reproduce locater --scale book --out results/locater-book.jsonl   # chapter 10's CPU sweep
     qklab reproduce locater --scale paper --wikitext-dir ~/data/wikitext-2-raw --backend ray
+    qklab reproduce controls --out results/controls.jsonl   # chapter 10's size control and test split
 
 `sweep` and `reproduce` run their grid points through `qklab.runner` (worker processes with one
 thread each, one per core by default; `--backend inline` or `ray`), append one JSON line per
@@ -139,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="reproduce an experiment of the course",
                        description="Reproduce chapter 10's LocAteR comparison as a grid of points run in parallel "
                                    "(see qklab.reproduce). Resumable: the same command again skips finished points.")
-    r.add_argument("experiment", choices=["locater"])
+    r.add_argument("experiment", choices=["locater", "controls"],
+                   help="locater: the strength sweep (--scale); controls: the size control, strengths chosen on "
+                        "validation and reported on a test split (qklab.controls; fixed design, pydoc corpus)")
     r.add_argument("--scale", choices=["tiny", "book", "paper"], default="book",
                    help="tiny: seconds (a smoke test); book: chapter 10's CPU sweep; paper: the paper's size (GPU hours)")
     r.add_argument("--wikitext-dir", default=None,
@@ -149,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=None, help="override the number of steps")
     r.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds")
     r.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    r.add_argument("--stages", type=int, default=None,
+                   help="controls only: run the first N of its 4 stages (default all; the same command with more "
+                        "stages continues)")
     _add_run_args(r, "qklab-runs/locater-<scale>.jsonl")
     return parser
 
@@ -399,8 +405,56 @@ def _estimate(points: list[dict], out: str, opts: dict) -> str:
             "from a short timing of one point here)")
 
 
+def _cmd_controls(a: argparse.Namespace) -> int:
+    from qklab import controls
+    from qklab.runner import check_run, run_points
+
+    given = [f"--{n.replace('_', '-')}" for n in ("strengths", "seeds", "steps", "wikitext_dir")
+             if getattr(a, n) is not None] + (["--download"] if a.download else [])
+    if given:
+        raise ValueError(f"reproduce controls has a fixed design (qklab.controls); it takes no {', '.join(given)}")
+    _check_device(a.device, a.backend)
+    a.out = out = _out_path(a.out, "qklab-runs/controls.jsonl")
+    opts = _run_options(a)
+    grid = {"command": "reproduce controls", "device": a.device, "data": controls.DATA}
+    # shortest lengths first, so that a stopped run leaves whole comparisons: the grids at 300 and 1,500
+    # steps, their fresh seeds, the grid at 3,000 steps, then the longest runs
+    first = tuple(n for n in controls.GRIDS if n in controls.CONFIRM_LENGTHS)
+    later = tuple(n for n in controls.GRIDS if n not in first)
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    stages = (("strength grids at " + ", ".join(map(str, first)) + " steps (chosen on validation)",
+               lambda: controls.select_points(a.device, first)),
+              ("the chosen strengths on fresh seeds", lambda: controls.confirm_points(records, a.device, ("fresh",))),
+              ("strength grids at " + ", ".join(map(str, later)) + " steps", lambda: controls.select_points(a.device, later)),
+              (f"the longest runs ({controls.LONGEST} steps)", lambda: controls.confirm_points(records, a.device, ("longest",))))
+    if a.stages is not None and not 1 <= a.stages <= len(stages):
+        raise ValueError(f"--stages must be from 1 to {len(stages)}, got {a.stages}")
+    for i, (what, make) in enumerate(stages[: a.stages], 1):
+        points = make()
+        check_run(points, out, workers=opts["workers"], backend=opts["backend"], grid=grid)
+        print(f"reproduce controls, stage {i} of {len(stages)}: {what}")
+        _announce(points, out, opts)
+        records += run_points(points, out, grid=grid, **opts)
+    print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
+    for v in controls.verdicts(records):
+        print(f"{v['family']:7s} {v['steps']:>5} {v['init']:8s} {v['arm']} ({v['rho']:g}) - {v['against']} "
+              f"({v['against_rho']:g}): test ppl {v['mean']:+.3f} [{v['lo']:+.3f}, {v['hi']:+.3f}] over {len(v['seeds'])} "
+              f"{v['seed_kind']}: {v['word']}")
+    errors = [r for r in records if r["status"] == "error"]
+    for r in errors:
+        print(f"failed: {r['tags']}: {(r['error'] or '?').splitlines()[0]}", file=sys.stderr)
+    print(f"results: {out} (one JSON line per point; the same command again skips finished points)")
+    return 1 if errors else 0
+
+
 def _cmd_reproduce(a: argparse.Namespace) -> int:
     from qklab.reproduce import locater_points, locater_table
+
+    if a.experiment == "controls":
+        return _cmd_controls(a)
+    if a.stages is not None:
+        raise ValueError("--stages applies to reproduce controls only")
     from qklab.runner import check_run, run_points
 
     for name in ("strengths", "seeds"):

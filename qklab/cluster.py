@@ -15,7 +15,7 @@ What is here, in the order a run meets it:
 - the task loop: one task per point, retried once by Ray when its worker dies; the driver writes
   each record as its task finishes.
 
-Not here: the points, keys and results file (`qklab.runner`), what a point computes.
+Not here: the points, keys and results file (`qklab.records`, `qklab.runner`), what a point computes.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def node_fingerprint(points: list[dict]) -> dict[str, Any]:
     import torch
 
     import qklab
-    from qklab.runner import resolve_fn
+    from qklab.records import resolve_fn
 
     out: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                            "qklab": qklab.__version__, "qklab_source": _source_hash(), "data": {}}
@@ -135,7 +135,7 @@ def run_on_ray(points: list[dict], keys: list[str], todo: list[int], sink: Any) 
         import ray
     except ImportError as err:
         raise ImportError("backend 'ray' needs Ray: pip install 'qklab[ray]'") from err
-    from qklab.runner import check_devices, execute_one_thread, make_record, read_records
+    from qklab.records import check_devices, execute_one_thread, make_record, read_records
 
     started = not ray.is_initialized()
     if started:  # the cluster of $RAY_ADDRESS or of `ray start` on this machine, else a local one

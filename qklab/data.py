@@ -2,11 +2,14 @@
 
 What is here:
 
-- `TokenData`: a tokenised corpus with a train and a validation split, random training windows
-  (`batch`) and fixed validation windows (`eval_batches`), encode/decode.
+- `TokenData`: a tokenised corpus with a train and a validation split (and optionally a test split
+  that nothing is chosen on), random training windows (`batch`) and fixed validation windows
+  (`eval_batches`), encode/decode.
 - `pydoc_corpus()`: the offline default, the English help text shipped with Python
   (`pydoc_data.topics`, about 465k characters), character level, topics in sorted order,
-  split deterministically: the first `1 - val_fraction` of the text trains, the rest validates.
+  split deterministically: the first `1 - val_fraction` of the text trains, the rest validates;
+  with `test_split=True` the second half of that held-out block is a test split instead
+  (chapter 10's controls: strengths are chosen on validation, reported on test).
   The text differs slightly between Python versions; `describe()` records the version.
 - `load_wikitext2(path)`: WikiText-2 (Merity et al. 2016) from the standard raw files
   `wiki.train.raw`, `wiki.valid.raw`, `wiki.test.raw` in a local directory, at character or word
@@ -46,7 +49,7 @@ __all__ = [
 ]
 
 WIKITEXT_FILES = {"train": "wiki.train.raw", "val": "wiki.valid.raw", "test": "wiki.test.raw"}
-Split = Literal["train", "val"]
+Split = Literal["train", "val", "test"]
 
 
 def _check_batch_args(batch_size: int, seq_len: int) -> None:
@@ -63,10 +66,11 @@ class TokenData:
         vocab: the token of every id (characters, or words for word level).
         train, val: token ids.
         level: "char" or "word" (decode joins words with spaces).
+        test: token ids of a held-out test split, or None (no test split).
     """
 
     def __init__(self, name: str, vocab: list[str], train: Tensor, val: Tensor, level: str = "char",
-                 info: dict | None = None) -> None:
+                 info: dict | None = None, test: Tensor | None = None) -> None:
         if len(vocab) == 0:
             raise ValueError(f"corpus {name!r} has an empty vocabulary (is the text empty?)")
         if train.numel() < 2 or val.numel() < 2:
@@ -75,7 +79,10 @@ class TokenData:
                 f"validation tokens (need at least 2 of each)"
             )
         self.name, self.vocab, self.level = name, list(vocab), level
+        if test is not None and test.numel() < 2:
+            raise ValueError(f"corpus {name!r} has a test split of {test.numel()} tokens (need at least 2)")
         self.train, self.val = train.long(), val.long()
+        self.test = None if test is None else test.long()
         self.stoi = {s: i for i, s in enumerate(self.vocab)}
         self.info = dict(info or {})
 
@@ -89,7 +96,8 @@ class TokenData:
 
     def describe(self) -> dict:
         return {"name": self.name, "level": self.level, "vocab_size": self.vocab_size,
-                "train_tokens": int(self.train.numel()), "val_tokens": int(self.val.numel()), **self.info}
+                "train_tokens": int(self.train.numel()), "val_tokens": int(self.val.numel()),
+                **({} if self.test is None else {"test_tokens": int(self.test.numel())}), **self.info}
 
     def encode(self, text: str) -> Tensor:
         items = text.split() if self.level == "word" else list(text)
@@ -113,7 +121,21 @@ class TokenData:
             return self.train
         if split == "val":
             return self.val
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if split == "test":
+            if self.test is None:
+                raise ValueError(f"corpus {self.name!r} has no test split (pydoc_corpus(test_split=True) makes one)")
+            return self.test
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+
+    def windows(self, split: Split, seq_len: int) -> Tensor:
+        """Every non-overlapping window of `split`, `(n, seq_len + 1)`: inputs `[:, :-1]`, targets `[:, 1:]`."""
+        _check_batch_args(1, seq_len)
+        data = self._split(split)
+        n = (data.numel() - 1) // seq_len
+        if n < 1:
+            raise ValueError(f"{split} split of {self.name!r} has {data.numel()} tokens, fewer than seq_len + 1 = {seq_len + 1}")
+        offs = (torch.arange(n) * seq_len).unsqueeze(1) + torch.arange(seq_len + 1)  # (n, T + 1)
+        return data[offs]
 
     def batch(self, split: Split, batch_size: int, seq_len: int, generator: torch.Generator | None = None
               ) -> tuple[Tensor, Tensor]:
@@ -155,13 +177,23 @@ def char_corpus(text: str, name: str = "text", val_fraction: float = 0.1, info: 
     return TokenData(name, vocab, ids[:n_train], ids[n_train:], "char", info)
 
 
-def pydoc_corpus(val_fraction: float = 0.1) -> TokenData:
-    """The offline default corpus: Python's `pydoc_data.topics` help text, character level."""
+def pydoc_corpus(val_fraction: float = 0.1, test_split: bool = False) -> TokenData:
+    """The offline default corpus: Python's `pydoc_data.topics` help text, character level.
+
+    `test_split=True` cuts the held-out last `val_fraction` of the text in two: the first half
+    validates, the second is the test split. The training split is the same either way, so a
+    run trains identically with or without it.
+    """
     from pydoc_data.topics import topics
 
     text = "\n\n".join(topics[k] for k in sorted(topics))
     info = {"source": "pydoc_data.topics", "python": sys.version.split()[0], "val_fraction": val_fraction}
-    return char_corpus(text, "pydoc", val_fraction, info)
+    data = char_corpus(text, "pydoc", val_fraction, info)
+    if not test_split:
+        return data
+    half = data.val.numel() // 2
+    return TokenData("pydoc", data.vocab, data.train, data.val[:half], "char",
+                     {**info, "test_split": "second half of the held-out block"}, test=data.val[half:])
 
 
 # --- WikiText-2 ---------------------------------------------------------------------------------
@@ -328,7 +360,7 @@ def fingerprint(data) -> str:
     vocab = getattr(data, "vocab", None)
     if vocab:
         digest.update("\0".join(map(str, vocab)).encode())
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         tokens = getattr(data, split, None)
         if isinstance(tokens, Tensor):
             digest.update(tokens.contiguous().numpy().tobytes())

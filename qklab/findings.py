@@ -16,6 +16,9 @@ What is here:
   sigma-Reparam, where the last query's attention goes (LocAteR against plain training); at the
   too-high rate, weight decay against the best LocAteR strength; LocAteR against sigma-Reparam at
   the same attention entropy.
+- `load_controls()` / `control_findings(records)`: the size control of chapter 10 (`qklab.controls`,
+  `results/controls.jsonl`): every comparison of its verdicts on the test split, keyed by
+  `(family, steps, init, against)`, so that chapters 8, 10, 11 and the glance page quote the same rows.
 - `matched_per_seed(records, steps, arm, rho)`: the same matched-entropy comparison seed by seed
   (LocAteR's curve of one seed read at the other method's entropy of that seed), for an interval.
 - `value_at(x, y, x0)`: a curve through measured points read at `x0` (no extrapolation), the
@@ -39,7 +42,8 @@ from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
 from qklab.reproduce import SCALES, at_length, completed_runs, locater_points, paired, summarise, t_interval, verdict
 from qklab.runner import point_key, read_records
 
-__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "PEAKED_NATS", "spearman", "value_at"]
+__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "PEAKED_NATS",
+           "spearman", "value_at", "CONTROLS_FILE", "load_controls", "control_findings"]
 
 #: Heads with a mean attention entropy below this many nats are "away from uniform" (the causal
 #: ceiling at the sweep's context of 64 is 3.2 nats).
@@ -47,6 +51,9 @@ PEAKED_NATS = 2.5
 
 #: The committed sweep of chapter 10 (`qklab reproduce locater --scale book`).
 SWEEP_FILE = Path(__file__).resolve().parents[1] / "results" / "locater-book.jsonl"
+
+#: The size control and test split of chapter 10 (`qklab reproduce controls`).
+CONTROLS_FILE = Path(__file__).resolve().parents[1] / "results" / "controls.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +102,19 @@ def load_sweep(path: str | Path = SWEEP_FILE) -> list[dict]:
     return [{**found[point_key(p)], "tags": p["tags"]} for p in locater_points("book")[0] if point_key(p) in found]
 
 
+def load_controls(path: str | Path = CONTROLS_FILE) -> list[dict]:
+    """The records of the controls (`qklab.controls`), one per point, in the order they finished."""
+    return list(read_records(path).values())
+
+
+def control_findings(records: list[dict]) -> dict[tuple[str, int, str, str], dict]:
+    """`qklab.controls.verdicts(records)` keyed by `(family, steps, init, against)`, e.g.
+    `("spread", 1500, "mimetic", "mimetic + Frobenius")`."""
+    from qklab.controls import verdicts
+
+    return {(v["family"], v["steps"], v["init"], v["against"]): v for v in verdicts(records)}
+
+
 @dataclasses.dataclass(frozen=True)
 class LocaterFindings:
     """Chapter 10's sweep in the numbers its summary quotes; dicts are keyed by training length.
@@ -103,6 +123,8 @@ class LocaterFindings:
     with the lowest mean validation perplexity, chosen on the validation split itself),
     `plain_ppl`, `gain` (plain minus best LocAteR perplexity, mean of paired differences),
     `vs_sigma` (best LocAteR minus sigma-Reparam: mean and 95% interval of paired differences),
+    `vs_uniform` (best LocAteR minus the near-uniform control, the largest strength: the two arms
+    differ only in `W_Q, W_K`, so only through where attention goes),
     `recent` (share of the last query's attention on its 8 nearest keys: (best LocAteR, plain)).
     At the too-high rate and `high_steps`: `high_wd_ppl`, `high_best_ppl` (weight decay 1 and the
     best LocAteR strength) and `high_verdict`. `kappa_recent_spearman`: across the trained heads of
@@ -112,7 +134,10 @@ class LocaterFindings:
     LocAteR, plain, sigma-Reparam). `uniform_cost`: the relative perplexity change of the near-uniform
     control (the largest LocAteR strength, attention entropy at its ceiling) against plain training.
     `matched_sigma`: LocAteR's perplexity read off its strength curve at
-    sigma-Reparam's entropy, minus sigma-Reparam's perplexity (means over seeds; `value_at`).
+    sigma-Reparam's entropy, minus sigma-Reparam's perplexity (means over seeds; `value_at`);
+    `matched_sigma_ci` the same seed by seed (`matched_per_seed`): mean and 95% interval over the seeds
+    whose curve spans sigma-Reparam's entropy. The interpolation along a curve of a few strengths
+    errs by about as much as the means differ, so quote the intervals, not the means alone.
     """
 
     lengths: tuple[int, ...]
@@ -121,6 +146,7 @@ class LocaterFindings:
     plain_ppl: dict[int, float]
     gain: dict[int, float]
     vs_sigma: dict[int, tuple[float, float, float]]
+    vs_uniform: dict[int, tuple[float, float, float]]
     recent: dict[int, tuple[float, float]]
     high_steps: int
     high_verdict: str
@@ -129,6 +155,7 @@ class LocaterFindings:
     kappa_recent_spearman: float
     kappa_recent_spearman_peaked: float
     matched_sigma: dict[int, float]
+    matched_sigma_ci: dict[int, tuple[float, float, float]]
     scale: dict[int, tuple[float, float, float]]
     uniform_cost: dict[int, float]
 
@@ -161,6 +188,9 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
 
     vs_sigma = {L: t_interval(list(paired(records, "normal", loc, best_rho[L], "sigma-Reparam", "val_ppl",
                                           steps=L).values())) for L in lengths}
+    largest = {L: max(k[3] for k in rows if k[:3] == (L, "normal", loc)) for L in lengths}
+    vs_uniform = {L: t_interval(list(paired(records, "normal", loc, best_rho[L], loc, "val_ppl", base_rho=largest[L],
+                                            steps=L).values())) for L in lengths}
     high_steps = max(k[0] for k in rows if k[1] == "too high")
     high_best = best(high_steps, "too high")
     heads = [r["result"] for r in at_length(records, SCALES["book"].steps) if r.get("status") == "ok"
@@ -175,6 +205,7 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
         lengths=lengths,
         verdict={L: verdict(records, "normal", steps=L)["verdict"] for L in lengths},
         best_rho=best_rho,
+        vs_uniform=vs_uniform,
         plain_ppl={L: rows[(L, "normal", "plain", 0.0)]["val_ppl"] for L in lengths},
         gain={L: -rows[(L, "normal", loc, best_rho[L])]["d_ppl"] for L in lengths},
         vs_sigma=vs_sigma,
@@ -193,6 +224,8 @@ def locater_findings(records: list[dict]) -> LocaterFindings:
         matched_sigma={L: float(value_at([r["entropy"] for r in curve(L)], [r["val_ppl"] for r in curve(L)],
                                          rows[(L, "normal", "sigma-Reparam", 0.0)]["entropy"]))
                        - rows[(L, "normal", "sigma-Reparam", 0.0)]["val_ppl"] for L in lengths},
+        matched_sigma_ci={L: t_interval(list(d.values())) for L in lengths
+                          if len(d := matched_per_seed(records, L, "sigma-Reparam", 0.0)) >= 2},
     )
 
 

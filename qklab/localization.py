@@ -223,7 +223,7 @@ def collapse_curves(
 ) -> dict[str, Tensor]:
     """Localization against `sqrt(d) * kappa` for several widths: the course's collapse test.
 
-    Chapter 7, theory notes section 6 [ours]: at fixed `T` and logit scale, the course's
+    Chapter 7 (the course's own derivation): at fixed `T` and logit scale, the course's
     derivation predicts that how localized the support is depends on `d`, `m`, `s` only through
     `sqrt(d) * kappa`. For each width `d` and concentration `kappa` in `[0, 1]` the spectrum
     has mean `m = r kappa` and sd `s = r sqrt(1 - kappa^2)`, so its scale `sqrt(m^2 + s^2) = r`

@@ -2,7 +2,7 @@
 
 What is here:
 
-- LocAteR penalties (theory notes section 7, chapter 10), by name, from the trace identities of
+- LocAteR penalties (chapter 10, its Theory section), by name, from the trace identities of
   `qklab.spectrum.QK` (no eigendecomposition, differentiable, `O(d d_h^2)` per head), summed
   over heads and layers, with the normaliser `n` explicit (`over="d"`, the default, or "d_h"):
 
@@ -12,6 +12,7 @@ What is here:
   ``"variance"`` (default)      `||W||_F^2/n - m^2`  (= `||W - m I||_F^2 / d` for `n = d`)
   ``"scale"``                   `||W||_F^2/n + mean_weight * (m - m_0)^2`, `m_0` the mean to hold
   ``"symmetric"``               `||W_sym||_F^2/n - m^2`, `W_sym = (W + W^T)/2`
+  ``"frobenius"``               `||W||_F^2/n`  -- not LocAteR: the size control of chapter 10
   ``"unsafe_trace_variance"``   `tr(W^2)/n - m^2`  -- UNBOUNDED BELOW, for the failure demo only
   ===========================  ============================================================
 
@@ -23,9 +24,14 @@ What is here:
   warns) so that chapter 10 can show it failing. The "symmetric" form is bounded but can be
   escaped the same way, more slowly (the antisymmetric part is free).
 
+  "frobenius" is the variance form without its `- m^2`: it penalises the size of `W_QK`, mean
+  included. From a start whose mean is near 0 the two are nearly the same penalty; from a start
+  with a large mean (mimetic initialisation) they differ, which is what lets chapter 10 ask
+  whether penalising the *spread* does anything that penalising the *size* does not.
+
   Bao, Hataya and Karakida (ICML 2024) describe LocAteR as shrinking the scale of the QK
   eigenspectrum while keeping its mean; their exact parametrisation may differ from these forms,
-  which are the course's own ([ours] in the theory notes). Only "scale" holds the mean; the default
+  which are the course's own. Only "scale" holds the mean; the default
   "variance" shrinks the spread and leaves the mean free (from a start with mean near 0 it pulls
   `W` towards 0 as a whole).
 - `SigmaReparam` (Zhai et al. 2023): `W_hat = gamma / sigma(W) * W`, with `sigma` the spectral
@@ -40,16 +46,13 @@ What is not here: the statistics themselves (`qklab.spectrum`), the training loo
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qklab.spectrum import QK
-
-if TYPE_CHECKING:  # pragma: no cover
-    from qklab.model import Transformer
 
 __all__ = [
     "LOCATER_FORMS",
@@ -59,8 +62,21 @@ __all__ = [
     "SigmaReparam",
 ]
 
-LOCATER_FORMS = ("variance", "scale", "symmetric", "unsafe_trace_variance")
+LOCATER_FORMS = ("variance", "scale", "symmetric", "frobenius", "unsafe_trace_variance")
 Over = Literal["d", "d_h"]
+
+
+class HasQK(Protocol):
+    """What the penalties need of a model (`qklab.model.Transformer` has it; this module does not
+    import the model, which imports `SigmaReparam` from here): every head's factors."""
+
+    def qk(self) -> QK: ...
+
+    @property
+    def W_Q(self) -> Tensor: ...
+
+    @property
+    def W_K(self) -> Tensor: ...
 
 
 def _check_form(form: str) -> None:
@@ -79,7 +95,8 @@ def locater_per_head(
 
     Args:
         qk: the heads' query-key matrices.
-        form: "variance" (default), "scale", "symmetric" or "unsafe_trace_variance".
+        form: "variance" (default), "scale", "symmetric", "frobenius" (the size control) or
+            "unsafe_trace_variance".
         over: normaliser `n`: "d" (all eigenvalues, zeros included) or "d_h" (the core).
         target_mean: for "scale", the eigenvalue mean `m_0` to hold (broadcast to the heads).
             Required for that form: the training loop uses each head's mean at initialisation.
@@ -101,11 +118,13 @@ def locater_per_head(
     if form == "symmetric":
         sym_fro_sq = (qk.fro_sq() + qk.trace_sq()) / 2  # ||(W + W^T)/2||_F^2
         return sym_fro_sq / n - m**2
+    if form == "frobenius":
+        return qk.fro_sq() / n
     return qk.trace_sq() / n - m**2  # "unsafe_trace_variance": unbounded below
 
 
 def locater_penalty(
-    model: "Transformer",
+    model: HasQK,
     form: str = "variance",
     over: Over = "d",
     target_mean: Tensor | None = None,
@@ -128,7 +147,7 @@ def locater_penalty(
     return locater_per_head(qk, form, over, target_mean, mean_weight).sum()
 
 
-def qk_weight_decay(model: "Transformer") -> Tensor:
+def qk_weight_decay(model: HasQK) -> Tensor:
     """Naive baseline: `sum over layers and heads of ||W_Q||_F^2 + ||W_K||_F^2`.
 
     It shrinks the scale of `W_QK` *and* its mean, unlike LocAteR's "variance" form (which only

@@ -57,6 +57,7 @@ __all__ = [
     "summarise",
     "at_length",
     "paired",
+    "runs_of",
     "verdict",
 ]
 
@@ -161,21 +162,25 @@ def _data_spec(scale: str, wikitext_dir: str | None, download: bool) -> tuple[di
 
 
 @functools.lru_cache(maxsize=4)
-def _load(kind: str, path: str | None, level: str, download: bool):
+def _load(kind: str, path: str | None, level: str, download: bool, test_split: bool = False):
     from qklab import data as qd
 
     if kind == "pydoc":
-        return qd.pydoc_corpus()
+        return qd.pydoc_corpus(test_split=test_split)
+    if test_split:
+        raise ValueError("a test split is made for the pydoc corpus only (WikiText-2's own test file is not read)")
     if kind == "wikitext2":
         return qd.load_wikitext2(path, level=level, download=download)
     raise ValueError(f"data kind must be 'pydoc' or 'wikitext2', got {kind!r}")
 
 
 def load_data(spec: dict):
-    """The corpus a point's `data` spec names (cached per process)."""
+    """The corpus a point's `data` spec names (cached per process). `{"kind": "pydoc", "test_split": True}`
+    holds out a test split (`qklab.data.pydoc_corpus`)."""
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"data must be a dict with a 'kind' ('pydoc' or 'wikitext2'), got {spec!r}")
-    return _load(spec["kind"], spec.get("path"), spec.get("level", "char"), bool(spec.get("download", False)))
+    return _load(spec["kind"], spec.get("path"), spec.get("level", "char"), bool(spec.get("download", False)),
+                 bool(spec.get("test_split", False)))
 
 
 # --- the grid ------------------------------------------------------------------------------------
@@ -264,30 +269,36 @@ def locater_points(scale: str, *, wikitext_dir: str | None = None, download: boo
 # --- one point -----------------------------------------------------------------------------------
 
 @torch.no_grad()
-def full_validation(model: Transformer, data, batch_size: int = 32, window: int = 8) -> dict[str, Any]:
-    """Loss, entropy and where attention goes, on every non-overlapping window of the validation split.
+def full_validation(model: Transformer, data, batch_size: int = 32, window: int = 8, split: str = "val",
+                    per_window: bool = False) -> dict[str, Any]:
+    """Loss, entropy and where attention goes, on every non-overlapping window of a split (default
+    the validation split; `split="test"` for a held-out test split).
 
     Returns `val_loss` (nats per token), `val_ppl`, `val_tokens` (tokens scored), `entropy`
     (mean over queries, windows and heads of layer 0), `profile` (attention of the *last* query
     of each window by distance `k = 0..T-1` from it, averaged over windows: chapter 7's profile),
-    `recent_mass` (its mass on the last `window` keys; `window / T` when uniform) and `self_mass`.
+    `recent_mass` (its mass on the last `window` keys; `window / T` when uniform) and `self_mass`;
+    with `per_window`, also `window_loss`: each window's mean loss (nats per token, 6 decimals),
+    so that a reader can bootstrap over windows. The keys are the same whatever the split.
     """
     was = model.training
     model.eval()
     T = model.config.seq_len
     dev = next(model.parameters()).device
-    val = data.val
-    n = (val.numel() - 1) // T
-    starts = torch.arange(n) * T
-    offs = starts.unsqueeze(1) + torch.arange(T + 1)  # (n, T + 1)
-    win = val[offs]  # (n, T + 1)
+    win = data.windows(split, T)  # (n, T + 1)
+    n = win.shape[0]
     loss_sum, ent_sum, tokens = 0.0, 0.0, 0
+    window_loss: list[float] = []
     profile = torch.zeros(T, dtype=torch.float64)
     for i in range(0, n, batch_size):
         w = win[i : i + batch_size].to(dev)
         x, y = w[:, :-1], w[:, 1:]
         logits, rec = model.run_with_attention(x)
-        loss_sum += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"))
+        flat_logits, flat_y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)  # (B T, V), (B T,)
+        loss_sum += float(F.cross_entropy(flat_logits, flat_y, reduction="sum"))
+        if per_window:
+            losses = F.cross_entropy(flat_logits, flat_y, reduction="none").view(y.shape)  # (B, T)
+            window_loss += [round(float(v), 6) for v in losses.double().mean(-1)]
         tokens += y.numel()
         A = rec[0]["pattern"].double()  # (B, H, T, T)
         ent = -(A * torch.log(A.clamp_min(1e-300))).sum(-1)  # (B, H, T)
@@ -296,9 +307,12 @@ def full_validation(model: Transformer, data, batch_size: int = 32, window: int 
     model.train(was)
     profile /= n
     val_loss = loss_sum / tokens
-    return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0)), "val_tokens": tokens,
-            "entropy": ent_sum / n, "profile": profile.tolist(), "recent_mass": float(profile[:window].sum()),
-            "recent_window": window, "self_mass": float(profile[0])}
+    out = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 700.0)), "val_tokens": tokens,
+           "entropy": ent_sum / n, "profile": profile.tolist(), "recent_mass": float(profile[:window].sum()),
+           "recent_window": window, "self_mass": float(profile[0])}
+    if per_window:
+        out["window_loss"] = window_loss
+    return out
 
 
 @torch.no_grad()
@@ -316,7 +330,9 @@ def _spectrum(model: Transformer, over: str = "d") -> dict[str, float]:
 def locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 32) -> dict[str, Any]:
     """Train one model (`ModelConfig` and `TrainConfig` dicts, a `data` spec) and measure it.
 
-    Returns the final measurements on the whole validation split (`full_validation`), the QK
+    Returns the final measurements on the whole validation split (`full_validation`; with a test
+    split in the data spec, the same on the test split as `test_loss`, `test_ppl`, `test_entropy`,
+    ..., and both splits' per-window losses `window_loss`, `test_window_loss`), the QK
     spectrum of layer 0 head 0 (`qk_mean`, `qk_variance`, `qk_scale`, `qk_kappa`,
     `qk_spectral_norm`, `qk_antisym_share` = `||W_anti||_F^2 / ||W||_F^2`), the logged curve
     (`curve`: step, validation loss on the logged batches, entropy), `status`, `train_s` and the
@@ -337,7 +353,11 @@ def locater_point(model: dict, train: dict, data: dict, full_eval_batch: int = 3
     if hist.status != "completed":
         out["message"] = hist.message
         return out
-    out.update(full_validation(hist.model, ds, full_eval_batch))
+    held_out = getattr(ds, "test", None) is not None
+    out.update(full_validation(hist.model, ds, full_eval_batch, per_window=held_out))
+    if held_out:  # the test split: the same measurements under "test_*" keys
+        test = full_validation(hist.model, ds, full_eval_batch, split="test", per_window=True)
+        out.update({"test_" + k.removeprefix("val_"): v for k, v in test.items()})
     out.update(_spectrum(hist.model, tcfg.locater_over))
     return out
 
@@ -542,6 +562,15 @@ def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
     return rows
 
 
+def runs_of(records: list[dict], regime: str, arm: str, rho: float, steps: int | None = None) -> dict[int, dict]:
+    """The completed runs of one arm, `{seed: result}`, at training length `steps` (None: the records
+    must hold one length)."""
+    records = at_length(records, steps)
+    _one_length(records, "runs_of")
+    return {seed: res for key, by_seed in completed_runs(records).items() if key[1:] == (regime, arm, rho)
+            for seed, res in by_seed.items()}
+
+
 def paired(records: list[dict], regime: str, arm: str, rho: float, base_arm: str, metric: str,
            base_rho: float = 0.0, steps: int | None = None) -> dict[int, float]:
     """Per seed, `metric` of (regime, arm, rho) minus that of (regime, base_arm, base_rho) with the same
@@ -556,7 +585,7 @@ def paired(records: list[dict], regime: str, arm: str, rho: float, base_arm: str
 def verdict(records: list[dict], regime: str, arm: str = "LocAteR variance", base_arm: str = "plain",
             level: float = 0.95, steps: int | None = None) -> dict[str, Any]:
     """Chapter 10's verdict rule for the claim "some strength lowers the validation perplexity and
-    raises the attention entropy" (written before the sweep ran).
+    raises the attention entropy" (committed while the 300-step sweep was running).
 
     For each strength `rho` of `arm` in `regime`: paired differences from `base_arm` over seeds,
     two-sided t-intervals at the Bonferroni-adjusted level `1 - (1 - level) / k` (`k` strengths, so

@@ -1,11 +1,12 @@
 """The course's own localization model: random-walk tokens, sparsemax support, signal-to-noise.
 
 Chapter 7 (`chapters/07_localization`). Bao, Hataya and Karakida (ICML 2024) analyse one-layer
-attention with tokens from a random walk and softmax replaced by a piecewise-linear map
-(sparsemax), so that a key passes signal only when it is in the support; the probability of
-that is its *signal propagation probability*. This module estimates that probability by Monte
+attention with tokens from a random walk and softmax replaced by a piecewise-linear
+approximation, so that a key passes signal only when it is in the support; the probability of
+that is its *signal propagation probability*. The course uses sparsemax as that map (its own
+choice: the paper's exact approximation is not quoted here). This module estimates that probability by Monte
 Carlo (`propagation_probability`) and gives the closed form that the course derives itself
-(theory notes, section 6; *not* a formula quoted from the paper)::
+(chapter 7, Theory; *not* a formula quoted from the paper)::
 
     random-walk tokens x_t = x_{t-1} + e_t, e_t ~ N(0, I_d); symmetric W, eigenvalue mean m, sd s
     logit z_tau = x_tau^T W x_T;   E z_tau = tau d m;   Var z_tau = tau (T + tau) d (m^2 + s^2)
@@ -135,8 +136,8 @@ def kappa(mean: float, std: float) -> float:
 def predicted_snr(mean: float, std: float, d: int, T: int, tokens: TokenModel = "random_walk") -> Tensor:
     """The course's closed-form logit signal-to-noise ratio per key position, `(T,)` float64.
 
-    Random walk: `sqrt(d) * kappa * sqrt(tau / (T + tau))` for `tau = 1..T` (theory notes,
-    section 6, our derivation). i.i.d.: `sqrt(d / 2) * kappa` at `tau = T`, 0 elsewhere.
+    Random walk: `sqrt(d) * kappa * sqrt(tau / (T + tau))` for `tau = 1..T` (chapter 7,
+    Theory, our derivation). i.i.d.: `sqrt(d / 2) * kappa` at `tau = T`, 0 elsewhere.
     """
     d = check_positive_int(d, "d")
     T = check_positive_int(T, "T")

@@ -26,11 +26,12 @@ step 300 (entropy in nats, mean over queries; uniform causal attention is about 
     3e-2    2.75 / 0.01 / 380  ENTROPY COLLAPSE         2.34 / 1.45 / 1.6
     1e-1    3.40 / 0.00 / 2260 (stuck at unigram loss)  2.67 / 2.73 / 0.3
 
-At lr 3e-2 plain training collapses within the first 25 steps (entropy 3.21 -> 0.04 -> 0.01,
-attention one-hot, the spectral norm of W_QK in the hundreds) and its loss stays well above the
-stable runs for the rest of the run; with sigma-Reparam the same lr trains normally. So chapter 4
-can use lr = 3e-2 (too high) against 3e-3 (normal), 300 steps. The divergence check does not fire
-here: the loss stays finite and below 3 log V; the collapse shows in the entropy, not as NaN.
+At lr 3e-2 plain training of this model collapses within the first 25 steps (entropy 3.21 -> 0.04
+-> 0.01, attention one-hot, the spectral norm of W_QK in the hundreds) and its loss stays well above
+the stable runs for the rest of the run; with sigma-Reparam the same lr trains normally. (Chapter 4
+itself trains another model, post-LN with d_model 32 and context 32, and compares lr 1e-1 with
+1e-2 for 300 steps; chapter 10's model collapses at 1e-2.) The divergence check does not fire here:
+the loss stays finite and below 3 log V; the collapse shows in the entropy, not as NaN.
 """
 
 from __future__ import annotations

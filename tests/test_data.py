@@ -14,6 +14,18 @@ def test_pydoc_split_is_deterministic_and_disjoint():
     assert a.decode(a.encode("def f(x):")) == "def f(x):"
 
 
+def test_pydoc_test_split_halves_the_held_out_block_and_keeps_training_data():
+    plain, held = pydoc_corpus(), pydoc_corpus(test_split=True)
+    assert torch.equal(plain.train, held.train)  # a run trains the same with or without a test split
+    assert torch.equal(torch.cat([held.val, held.test]), plain.val)
+    assert abs(held.val.numel() - held.test.numel()) <= 1 and plain.test is None
+    assert held.describe()["test_tokens"] == held.test.numel()
+    w = held.windows("test", 64)  # every non-overlapping window, inputs and next-token targets
+    assert w.shape == ((held.test.numel() - 1) // 64, 65) and torch.equal(w[1, :10], held.test[64:74])
+    with pytest.raises(ValueError, match="fewer than seq_len"):
+        char_corpus("abcdefghij" * 2, val_fraction=0.2).windows("val", 10)
+
+
 def test_batches_are_seeded_and_shifted():
     c = char_corpus("abcdefghij" * 20, val_fraction=0.2)
     x1, y1 = c.batch("train", 4, 6, torch.Generator().manual_seed(0))
@@ -22,8 +34,10 @@ def test_batches_are_seeded_and_shifted():
     assert torch.equal(x1[:, 1:], y1[:, :-1])
     ev1, ev2 = c.eval_batches(2, 5, 3), c.eval_batches(2, 5, 3)
     assert len(ev1) == 3 and all(torch.equal(p[0], q[0]) for p, q in zip(ev1, ev2))
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ValueError, match="no test split"):
         c.batch("test", 1, 2)
+    with pytest.raises(ValueError, match="split must be"):
+        c.batch("valid", 1, 2)
     with pytest.raises(ValueError, match="seq_len"):
         c.batch("val", 1, 100)
 

@@ -70,6 +70,17 @@ def test_scale_form_holds_mean():
     assert float(val) == pytest.approx(16 / 4 + 3 * (2 - 1) ** 2)
 
 
+def test_frobenius_control_is_the_size_of_W_and_differs_from_the_variance_form_by_the_mean():
+    g = torch.Generator().manual_seed(3)
+    W_Q, W_K = torch.randn(2, 6, 3, generator=g, dtype=torch.float64), torch.randn(2, 6, 3, generator=g, dtype=torch.float64)
+    W = W_Q @ W_K.transpose(-1, -2)  # (2, 6, 6), formed directly
+    qk = QK(W_Q, W_K)
+    fro = locater_per_head(qk, "frobenius")
+    assert fro == pytest.approx((W**2).sum((-1, -2)) / 6)
+    mean = torch.diagonal(W, dim1=-2, dim2=-1).sum(-1) / 6
+    assert fro - locater_per_head(qk, "variance") == pytest.approx(mean**2)
+
+
 def test_model_penalty_sums_layers_and_heads():
     model = Transformer(ModelConfig(vocab_size=7, d_model=8, n_heads=2, n_layers=3, seq_len=4), seed=0).double()
     total = locater_penalty(model, "variance", "d")

@@ -103,6 +103,12 @@ def test_full_validation_against_direct_computation():
         loss = model.loss(x, y).item()
     assert res["val_tokens"] == n * T
     assert res["val_loss"] == pytest.approx(loss, rel=1e-5)
+    assert "window_loss" not in res
+    windows = rp.full_validation(model, data, batch_size=5, per_window=True)["window_loss"]
+    with torch.no_grad():
+        direct = [model.loss(x[i : i + 1], y[i : i + 1]).item() for i in range(n)]
+    assert windows == pytest.approx(direct, abs=2e-6)  # 6 decimals kept
+    assert sum(windows) / n == pytest.approx(res["val_loss"], rel=1e-5)
     assert sum(res["profile"]) == pytest.approx(1.0, abs=1e-6)  # float32 softmax rows
     # a head with W_QK = 0 attends uniformly: the last query puts 1/T on each key
     with torch.no_grad():

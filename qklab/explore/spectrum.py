@@ -50,7 +50,7 @@ class SpectrumView:
     `pattern`: `(T, T)` causal softmax pattern of one sequence (every query, not only the last);
     `profile`: `(T,)` Monte Carlo probability that key `tau = 1..T` is in the sparsemax support of
     the last query (the signal propagation probability); `snr`: `(T,)` the course's predicted
-    logit signal-to-noise ratio (theory notes, section 6); `support`: mean support size (keys);
+    logit signal-to-noise ratio (chapter 7, Theory); `support`: mean support size (keys);
     `entropy`: mean softmax entropy of the last query's row, in nats (uniform: `log T`);
     `share`: share of the profile in the last `window` keys (`T // 8` for random walks, 1 for
     i.i.d. tokens: the query itself); `residual`, `residual_in`: relative token residual
