@@ -28,10 +28,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from qklab.checks.core import Case
+from typing import Any
 
 __all__ = ["ExerciseCheckError", "exercise", "hint", "reset_attempts", "describe_ratio", "current_exercise", "fail",
            "configure_delivery"]
@@ -49,7 +46,7 @@ class ExerciseCheckError(AssertionError):
     output of the failing case, never printed), `case` (the failing `Case`, or None).
     """
 
-    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Case | None = None):
+    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Any = None):
         super().__init__(message)
         self.label = label
         self.expected = expected
@@ -195,7 +192,7 @@ def _recorded_attempts(label: str, add: int) -> int:
 
 
 def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
-          expected: Any = None, case: Case | None = None, cause: BaseException | None = None) -> ExerciseCheckError:
+          expected: Any = None, case: Any = None, cause: BaseException | None = None) -> ExerciseCheckError:
     """Count the attempt and build the error: the hint only from the second failure on (in this
     session, or recorded between `make check-exercise` runs), or at once when asked for."""
     label = _CURRENT.get() or name

@@ -37,7 +37,7 @@ from qklab.checks import snr as csnr
 from qklab.checks import spectrum as cs
 from qklab.checks import token_norms as ct
 from qklab.checks.core import Case, gaussian
-from qklab.checks.mutants import Mutant, Spec
+from qklab.checks.mutant_kinds import Mutant, Spec
 from qklab.collapse import attention_stack_residuals, collapse_regions, localization, qk_from_scale_kappa, random_stochastic, running_products
 from qklab.metrics import effective_rank, token_residual
 from qklab.findings import value_at
