@@ -50,6 +50,7 @@ from qklab.theory import gaussian_tokens, random_walk_tokens
 
 __all__ = [
     "BLOCKS",
+    "product_basis",
     "init_stack",
     "stack_outputs",
     "depth_residuals",
@@ -459,6 +460,25 @@ def qk_from_scale_kappa(d: int, r: float, kappa: float, seed: int | None = None,
     return random_qk(d, mean=kappa * r, std=r * math.sqrt(max(0.0, 1.0 - kappa**2)), seed=seed, exact=True, dtype=dtype)
 
 
+def product_basis(d: int, seed: int | None = None) -> Tensor:
+    """A zero-mean `d x d` direction a real head could have: `G_Q G_K^T` of two independent Gaussian
+    factors, made traceless and scaled to `||B||_F^2 / d = 1` (chapter 8's reference at `kappa = 0`).
+
+    A symmetric matrix with zero-mean eigenvalues (`qk_from_scale_kappa`) gives the diagonal
+    logit `x^T W x` of an i.i.d. token `sqrt(2)` times the standard deviation of an off-diagonal
+    one (`Var x^T W x = tr(W^2) + ||W||_F^2 = 2 ||W||_F^2` for symmetric `W`), a bias towards the
+    query's own key that no mean put there. For this product `tr(B^2)` is of order `1/d` of
+    `||B||_F^2`, so diagonal and off-diagonal logits have nearly the same spread.
+    """
+    d = check_positive_int(d, "d")
+    g = _generator(seed)
+    G_Q = torch.randn(d, d, generator=g, dtype=torch.float64)
+    G_K = torch.randn(d, d, generator=g, dtype=torch.float64)
+    B = G_Q @ G_K.T  # (d, d)
+    B = B - torch.trace(B) / d * torch.eye(d, dtype=torch.float64)  # eigenvalue mean exactly 0
+    return B / (B.pow(2).sum() / d).sqrt()
+
+
 def qk_scores(X: Tensor, W: Tensor, scale: float | None = None) -> Tensor:
     """Scores `X W X^T * scale` of a `d x d` query-key matrix, `(..., T, T)` (chapters 5 and 8).
 
@@ -554,6 +574,7 @@ def collapse_map(
     token_norm: float | None = None,
     window: int = 1,
     depth: int = 1,
+    reference: Literal["symmetric", "product"] = "symmetric",
 ) -> dict[str, Tensor]:
     """Entropy, rank residual and localization over a grid of `(r, kappa)` (chapters 5 and 8).
 
@@ -562,7 +583,10 @@ def collapse_map(
     `A = qk_pattern(X, W_l, causal)` and `W_l = qk_from_scale_kappa(d, r, kappa, seed)` (layer 1
     uses `seed = s`, layer `l` uses `s + 1000 (l - 1)`), for every `r` in `scales` and `kappa` in
     `kappas`. The same seed gives the same basis and standardised eigenvalues at every grid point
-    (common random numbers), so the map is smooth in `(r, kappa)`.
+    (common random numbers), so the map is smooth in `(r, kappa)`. With `reference="product"` the
+    zero-mean part is `product_basis(d, seed)` instead of the symmetric one: `W_l = kappa r I +
+    r sqrt(1 - kappa^2) B` keeps `m = kappa r` and `||W||_F^2 / d = r^2`, but `W` is no longer
+    symmetric, as a head's `W_Q W_K^T` is not.
 
     Returns, each of shape `(len(seeds), len(scales), len(kappas))`, averaged over the `n` sequences:
 
@@ -602,7 +626,13 @@ def collapse_map(
     out: dict[str, list[Tensor]] = {k: [] for k in (*keys, "residual", "input_residual")}
     for s in seeds:
         X0 = make_tokens(n, T, d, tokens, seed=int(s), token_norm=token_norm)  # (n, T, d)
-        bases = [random_qk(d, 0.0, 1.0, seed=int(s) + 1000 * layer, exact=True, dtype=torch.float64) for layer in range(depth)]
+        if reference == "symmetric":
+            bases = [random_qk(d, 0.0, 1.0, seed=int(s) + 1000 * layer, exact=True, dtype=torch.float64)
+                     for layer in range(depth)]
+        elif reference == "product":
+            bases = [product_basis(d, seed=int(s) + 1000 * layer) for layer in range(depth)]
+        else:
+            raise ValueError(f"reference must be 'symmetric' or 'product', got {reference!r}")
         rows: dict[str, list[Tensor]] = {k: [] for k in keys}
         for r in scales_t:  # one scale at a time keeps memory at (K, n, T, T)
             X = X0.unsqueeze(0).expand(K, n, T, d)  # (K, n, T, d)

@@ -316,3 +316,25 @@ def test_log_crossing():
     assert float(C.log_crossing(x, torch.tensor([1.0, 0.5, 0.0]), 0.5)) == pytest.approx(10.0)
     with pytest.raises(ValueError, match="increasing"):
         C.log_crossing([1.0, 1.0], torch.tensor([0.0, 1.0]), 0.5)
+
+
+def test_product_basis_is_traceless_unit_scale_and_has_no_diagonal_bias():
+    B = C.product_basis(64, seed=0)
+    assert abs(float(torch.trace(B))) < 1e-10 and float(B.pow(2).sum() / 64) == pytest.approx(1.0)
+    assert not torch.allclose(B, B.T)  # a head's W_Q W_K^T is not symmetric
+    # Var x^T W x = tr(W^2) + ||W||_F^2 for x ~ N(0, I): symmetric zero-mean W doubles the diagonal variance,
+    # the product does not (tr(B^2) is small against ||B||_F^2)
+    sym = C.qk_from_scale_kappa(64, 1.0, 0.0, seed=0)
+    for W, ratio in ((sym, 2.0), (B, 1.0)):
+        assert float(torch.trace(W @ W) + W.pow(2).sum()) / float(W.pow(2).sum()) == pytest.approx(ratio, abs=0.1)
+
+
+def test_collapse_map_product_reference_keeps_mean_and_scale_and_agrees_at_kappa_one():
+    scales = [0.3, 3.0]
+    sym = C.collapse_map(scales, [1.0, 0.0], 16, 16, "iid", seeds=(0,), n=4)
+    prod = C.collapse_map(scales, [1.0, 0.0], 16, 16, "iid", seeds=(0,), n=4, reference="product")
+    # at kappa = 1 the zero-mean part is multiplied by 0: both references give W = r I
+    assert torch.allclose(sym["entropy"][..., 0], prod["entropy"][..., 0])
+    assert not torch.allclose(sym["entropy"][..., 1], prod["entropy"][..., 1])
+    with pytest.raises(ValueError, match="reference"):
+        C.collapse_map(scales, [0.0], 16, 16, "iid", seeds=(0,), n=4, reference="skew")

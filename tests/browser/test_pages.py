@@ -65,7 +65,7 @@ FIGURE_MIN_NATURAL_WIDTH = 100
 
 
 def _source_pages() -> list[str]:
-    pages = ["intro.html"]
+    pages = ["intro.html", "syllabus.html"]
     pages += sorted(f"chapters/{p.stem}.html" for p in (ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
     pages += sorted(f"appendix/{p.stem}.html" for p in (ROOT / "appendix").glob("*.md"))
     return pages
@@ -74,7 +74,7 @@ def _source_pages() -> list[str]:
 def _built_pages() -> list[str]:
     if not (BOOK / "intro.html").is_file():
         return []
-    pages = ["intro.html"]
+    pages = ["intro.html"] + (["syllabus.html"] if (BOOK / "syllabus.html").is_file() else [])
     pages += sorted(f"chapters/{p.name}" for p in (BOOK / "chapters").glob("[0-9][0-9]_*.html"))
     pages += sorted(f"appendix/{p.name}" for p in (BOOK / "appendix").glob("*.html"))
     return pages
