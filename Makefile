@@ -31,7 +31,7 @@ NBVAL_ENV := $(NB_ENV) $(if $(NB_CAPABILITY),ATEN_CPU_CAPABILITY=$(NB_CAPABILITY
 
 BOOK_OUT := _build/html
 
-.PHONY: help venv execute book test unit mutants exercises-check notebooks browser exercises check-exercise strip clean
+.PHONY: help venv execute book test unit mutants exercises-check notebooks browser axe exercises check-exercise strip clean
 
 help:
 	@echo "make book                         build the book into $(BOOK_OUT) (open $(BOOK_OUT)/index.html)"
@@ -99,7 +99,14 @@ exercises-check: $(STAMP)
 notebooks: $(STAMP)
 	QKLAB_LEDGER_DIR=$(CURDIR)/_build/nbval-claims $(NBVAL_ENV) $(NBVAL) chapters appendix exercises
 
-browser: $(STAMP)
+# axe-core, the accessibility engine of tests/browser/test_accessibility.py, from the npm registry (pinned).
+AXE_VERSION := 4.14.1
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+$(AXE):
+	npm install --silent --no-save --no-package-lock --prefix tests/browser axe-core@$(AXE_VERSION)
+
+browser: $(STAMP) $(AXE)
 	$(PY) -m pytest tests/browser -p no:randomly
 
 # --- exercises ----------------------------------------------------------------------------------

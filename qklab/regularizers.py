@@ -56,6 +56,7 @@ from qklab.spectrum import QK
 
 __all__ = [
     "LOCATER_FORMS",
+    "HasQK",
     "locater_per_head",
     "locater_penalty",
     "qk_weight_decay",
