@@ -105,7 +105,9 @@ def support_statistics(
         `profile`: `(..., T)`, the fraction of sequences in which key `tau` is in the sparsemax
         support (the signal propagation probability, as `qklab.theory.propagation_probability`);
         `support_size`: `(...)`, the mean support size, equal to `profile.sum(-1)`;
-        `entropy`: `(...)`, the mean entropy in nats of the softmax row `softmax(z)`.
+        `entropy`: `(...)`, the mean entropy in nats of the softmax row `softmax(z)`;
+        `softmax_profile`: `(..., T)`, the mean softmax weight of key `tau` (it sums to 1): the
+        same question as `profile` asked of softmax, which a trained model uses.
     """
     W = as_float_tensor(W, "W", min_ndim=2)
     if W.shape[-1] != W.shape[-2]:
@@ -127,6 +129,7 @@ def support_statistics(
             raise ValueError(f"X must have shape (n_samples, T, d) = {(n_samples, T, d)}, got {tuple(X.shape)}")
     counts = torch.zeros(Wf.shape[0], T, dtype=torch.float64)
     entropy = torch.zeros(Wf.shape[0], dtype=torch.float64)
+    weights = torch.zeros(Wf.shape[0], T, dtype=torch.float64)
     for start in range(0, n_samples, chunk):
         Xc = X[start : start + chunk]  # (c, T, d)
         q = torch.einsum("gij,cj->gci", Wf, Xc[:, -1, :])  # (G, c, d): W x_T per matrix and sequence
@@ -134,11 +137,13 @@ def support_statistics(
         counts += (sparsemax(z) > 0).sum(dim=1)
         logp = torch.log_softmax(z, dim=-1)
         entropy += -(logp.exp() * logp).sum(dim=-1).sum(dim=1)
+        weights += logp.exp().sum(dim=1)  # (G, T)
     profile = counts / n_samples
     return {
         "profile": profile.reshape(*batch, T),
         "support_size": profile.sum(-1).reshape(batch),
         "entropy": (entropy / n_samples).reshape(batch),
+        "softmax_profile": (weights / n_samples).reshape(*batch, T),
     }
 
 
@@ -185,8 +190,9 @@ def phase_diagram(
 
     Returns a dict of `(M, S)` tensors (`M = len(means)`, `S = len(stds)`): `share` (the
     `window_share` of the support profile; with `tokens="iid"` and `window=1`, the share on the
-    query's own key), `support_size`, `entropy` (softmax, nats), `kappa` (`m / sqrt(m^2 + s^2)`,
-    NaN where both are 0), `mean`, `std`; and `profile`, `(M, S, T)`.
+    query's own key), `support_size`, `entropy` (softmax, nats), `softmax_share` (the softmax
+    mass on the same keys: the share asked of softmax, not of the sparsemax support), `kappa`
+    (`m / sqrt(m^2 + s^2)`, NaN where both are 0), `mean`, `std`; and `profile`, `(M, S, T)`.
     """
     m = _as_grid(means, "means")
     s = _as_grid(stds, "stds")
@@ -204,6 +210,7 @@ def phase_diagram(
         "share": window_share(stats["profile"], window),
         "support_size": stats["support_size"],
         "entropy": stats["entropy"],
+        "softmax_share": window_share(stats["softmax_profile"], window),
         "profile": stats["profile"],
         "kappa": torch.where(r > 0, mm / r.clamp_min(1e-300), torch.full_like(r, float("nan"))),
         "mean": mm.clone(),

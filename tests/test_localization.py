@@ -36,12 +36,15 @@ def test_support_statistics_match_a_loop():
     for a in range(2):
         for b in range(3):
             counts, entropy = torch.zeros(T, dtype=torch.float64), 0.0
+            weights = torch.zeros(T, dtype=torch.float64)
             for x in X:
                 z = torch.stack([0.7 * x[t] @ W[a, b] @ x[-1] for t in range(T)])
                 counts += _support_by_bisection(z)
                 p = torch.exp(z - z.max()) / torch.exp(z - z.max()).sum()
                 entropy += -float((p * p.log()).sum())
+                weights += p
             torch.testing.assert_close(stats["profile"][a, b], counts / n)
+            torch.testing.assert_close(stats["softmax_profile"][a, b], weights / n)
             assert float(stats["entropy"][a, b]) == pytest.approx(entropy / n, rel=1e-9)
     torch.testing.assert_close(stats["support_size"], stats["profile"].sum(-1))
 
