@@ -108,11 +108,12 @@ def load_controls(path: str | Path = CONTROLS_FILE) -> list[dict]:
 
 
 def control_findings(records: list[dict]) -> dict[tuple[str, int, str, str], dict]:
-    """`qklab.controls.verdicts(records)` keyed by `(family, steps, init, against)`, e.g.
-    `("spread", 1500, "mimetic", "mimetic + Frobenius")`."""
+    """`qklab.controls.verdicts(records)` keyed by `(family, steps, arm, against)`, e.g.
+    `("spread", 1500, "mimetic + LocAteR variance", "mimetic + Frobenius")`; each row also carries its
+    `family`, `steps`, `init`, `arm` and `against`, to filter on."""
     from qklab.controls import verdicts
 
-    return {(v["family"], v["steps"], v["init"], v["against"]): v for v in verdicts(records)}
+    return {(v["family"], v["steps"], v["arm"], v["against"]): v for v in verdicts(records)}
 
 
 @dataclasses.dataclass(frozen=True)
