@@ -119,3 +119,20 @@ def test_verdicts_match_a_hand_computation():
     assert spread["default"]["rho"] == 0.3 and spread["default"]["against_rho"] == 1.0
     wd = next(r for r in rows if r["family"] == "gain" and r["against"] == "weight decay")
     assert wd["word"] == "lower" and "claim" not in wd
+
+
+def test_control_findings_keeps_every_row():
+    from qklab.findings import control_findings
+
+    best = {(300, "default", "LocAteR variance"): 0.3, (300, "default", "Frobenius"): 1.0,
+            (300, "mimetic", "LocAteR variance"): 0.1, (300, "mimetic", "Frobenius"): 0.1,
+            (1500, "default", "LocAteR variance"): 0.03, (1500, "default", "Frobenius"): 0.01,
+            (1500, "mimetic", "LocAteR variance"): 0.003, (1500, "mimetic", "Frobenius"): 0.1}
+    records = [r for r in _select_records(best) if r["tags"]["steps"] in controls.CONFIRM_LENGTHS]
+    for i, p in enumerate(controls.confirm_points(records, "cpu", ("fresh",))):
+        records.append(_record(p, 9.0, 9.0 + 0.01 * (i % 7), 1.0))
+    rows = controls.verdicts(records)
+    found = control_findings(records)
+    assert len(found) == len(rows)  # the two mimetic-family rows of a length are both kept
+    assert {(v["arm"], v["against"]) for v in found.values() if v["family"] == "mimetic"} == {
+        ("mimetic + LocAteR variance", "mimetic plain"), ("mimetic + Frobenius", "mimetic plain")}
