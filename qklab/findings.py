@@ -42,17 +42,19 @@ from qklab.collapse import THRESHOLDS, collapse_regions, log_crossing
 from qklab.reproduce import SCALES, at_length, completed_runs, locater_points, paired, summarise, t_interval, verdict
 from qklab.runner import point_key, read_records
 
-__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "SWEEP_FILE", "PEAKED_NATS",
-           "spearman", "value_at", "CONTROLS_FILE", "load_controls", "control_findings"]
+__all__ = ["MapFindings", "map_findings", "LocaterFindings", "locater_findings", "load_sweep", "PEAKED_NATS",
+           "spearman", "value_at", "load_controls", "control_findings"]
 
 #: Heads with a mean attention entropy below this many nats are "away from uniform" (the causal
 #: ceiling at the sweep's context of 64 is 3.2 nats).
 PEAKED_NATS = 2.5
 
-#: The committed sweep of chapter 10 (`qklab reproduce locater --scale book`).
+# The committed runs of chapter 10, in the checkout's results/ folder. Not in __all__: the API
+# reference would print this machine's absolute path.
+# the sweep (`qklab reproduce locater --scale book`)
 SWEEP_FILE = Path(__file__).resolve().parents[1] / "results" / "locater-book.jsonl"
 
-#: The size control and test split of chapter 10 (`qklab reproduce controls`).
+# the size control and test split (`qklab reproduce controls`)
 CONTROLS_FILE = Path(__file__).resolve().parents[1] / "results" / "controls.jsonl"
 
 
@@ -96,15 +98,17 @@ def map_findings(M: dict[str, Tensor], scales, kappas) -> MapFindings:
     )
 
 
-def load_sweep(path: str | Path = SWEEP_FILE) -> list[dict]:
-    """The records of the committed chapter-10 sweep, each with its grid point's tags."""
-    found = read_records(path)
+def load_sweep(path: str | Path | None = None) -> list[dict]:
+    """The records of the committed chapter-10 sweep (`results/locater-book.jsonl` of the checkout, unless
+    `path` names another file), each with its grid point's tags."""
+    found = read_records(SWEEP_FILE if path is None else path)
     return [{**found[point_key(p)], "tags": p["tags"]} for p in locater_points("book")[0] if point_key(p) in found]
 
 
-def load_controls(path: str | Path = CONTROLS_FILE) -> list[dict]:
-    """The records of the controls (`qklab.controls`), one per point, in the order they finished."""
-    return list(read_records(path).values())
+def load_controls(path: str | Path | None = None) -> list[dict]:
+    """The records of the controls (`qklab.controls`; `results/controls.jsonl` of the checkout unless `path`
+    names another file), one per point, in the order they finished."""
+    return list(read_records(CONTROLS_FILE if path is None else path).values())
 
 
 def control_findings(records: list[dict]) -> dict[tuple[str, int, str, str], dict]:

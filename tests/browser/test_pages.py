@@ -322,6 +322,13 @@ def test_every_source_document_has_a_page(built_book):
     assert not missing, f"pages missing from the built book: {missing}"
 
 
+def test_no_page_shows_a_path_of_the_build_machine(built_book):
+    """A default argument or a printed path must not put this checkout's absolute path on a page (issue 27)."""
+    shown = [str(p.relative_to(built_book)) for p in sorted(built_book.rglob("*.html"))
+             if str(ROOT) in p.read_text(encoding="utf-8", errors="replace")]
+    assert not shown, f"pages that show {ROOT}: {shown}"
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_loads_offline_without_errors(visits, path):
     _fail_if(visits.report(path, WIDE)["problems"], "console errors, failed or non-local requests", path)
