@@ -435,6 +435,7 @@ def _cmd_controls(a: argparse.Namespace) -> int:
         check_run(points, out, workers=opts["workers"], backend=opts["backend"], grid=grid)
         print(f"reproduce controls, stage {i} of {len(stages)}: {what}")
         _announce(points, out, opts)
+        print(f"estimated time: {_estimate(points, out, opts)}")
         records += run_points(points, out, grid=grid, **opts)
     print(f"{len(records)} points in {time.perf_counter() - t0:.1f} s")
     for v in controls.verdicts(records):

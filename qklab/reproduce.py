@@ -389,7 +389,9 @@ locater_point.data_fingerprint = lambda data, **_: fingerprint(load_data(data)) 
 
 def estimate_seconds(points: list[dict], probe_steps: int = 10) -> list[float]:
     """Seconds each of `points` (one grid: one model size, one corpus) takes here with one thread,
-    from a short timing of the first: training it for 2 and for `2 + probe_steps` steps gives the
+    from a short timing of the first: after an untimed warm-up run (the first run of a process pays
+    for imports and caches, which made the longer probe look no slower than the shorter and priced
+    every step at 0), training it for 2 and for `2 + probe_steps` steps gives the
     cost of a step and of everything else (start-up, two logged evaluations), and one full
     validation is timed on the result. Each point is then priced by its own steps and log interval."""
     args = points[0]["args"]
@@ -401,7 +403,7 @@ def estimate_seconds(points: list[dict], probe_steps: int = 10) -> list[float]:
     torch.set_num_threads(1)
     try:
         took = []
-        for n in (2, 2 + probe_steps):
+        for n in (2, 2, 2 + probe_steps):  # the first run is a warm-up (imports, allocator, caches): not timed
             tcfg = TrainConfig.from_dict({**args["train"], "steps": n, "log_every": n, "out": None, "checkpoint": None,
                                           "progress": False, "pattern_steps": []})
             t0 = time.perf_counter()
@@ -409,10 +411,12 @@ def estimate_seconds(points: list[dict], probe_steps: int = 10) -> list[float]:
             took.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         full_validation(hist.model, ds, args.get("full_eval_batch", 32))
-        validation = time.perf_counter() - t0
+        validation = (time.perf_counter() - t0) * (2 if getattr(ds, "test", None) is not None else 1)  # + the test split
     finally:
         torch.set_num_threads(threads)
-    per_step = max(took[1] - took[0], 0.0) / probe_steps
+    took = took[1:]
+    # a noisy machine can make the longer probe no slower than the shorter: then charge every step alike
+    per_step = (took[1] - took[0]) / probe_steps if took[1] > took[0] else took[1] / (2 + probe_steps)
     fixed = max(took[0] - 2 * per_step, 0.0)  # start-up and the two logged evaluations
 
     def cost(point: dict) -> float:
