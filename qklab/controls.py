@@ -191,10 +191,11 @@ def confirm_points(records: list[dict], device: str = "auto", which: tuple[str, 
 
 # --- the verdicts --------------------------------------------------------------------------------
 
-def _report_runs(records: list[dict], steps: int, init: str, arm: str, rho: float) -> tuple[dict[int, dict], str]:
-    """The runs a verdict reads at one length: the confirm seeds where that length has them, else the selection seeds."""
+def _report_runs(by_stage: dict[str, dict], steps: int, init: str, arm: str, rho: float) -> tuple[dict[int, dict], str]:
+    """The runs a verdict reads at one length (`by_stage`: `_by_arm` of each stage): the confirm seeds where that
+    length has them, else the selection seeds."""
     stage = "confirm" if steps in CONFIRM_LENGTHS or steps == LONGEST else "select"
-    runs = _by_arm(records, stage).get((steps, init, arm, rho), {})
+    runs = by_stage[stage].get((steps, init, arm, rho), {})
     return runs, ("fresh seeds" if stage == "confirm" and steps in CONFIRM_LENGTHS else "selection seeds")
 
 
@@ -203,6 +204,7 @@ def comparisons(records: list[dict]) -> list[dict[str, Any]]:
     `init`, `arm` (with `rho`), `against` (with `against_rho`), `seeds`, and the paired test-split
     differences `d` (perplexity) and `d_entropy` per seed."""
     chosen = chosen_strengths(records)
+    by_stage = {stage: _by_arm(records, stage) for stage in ("select", "confirm")}  # once, not per comparison
     lengths = sorted(set(GRIDS) | {LONGEST})
     out = []
 
@@ -212,8 +214,8 @@ def comparisons(records: list[dict]) -> list[dict[str, Any]]:
         return got["rho"] if got else None
 
     def add(family: str, steps: int, init: str, arm: tuple[str, float], against: tuple[str, float]) -> None:
-        a, seeds_a = _report_runs(records, steps, init, *arm)
-        b, _ = _report_runs(records, steps, init, *against)
+        a, seeds_a = _report_runs(by_stage, steps, init, *arm)
+        b, _ = _report_runs(by_stage, steps, init, *against)
         seeds = sorted(set(a) & set(b))
         if len(seeds) < 2:
             return
