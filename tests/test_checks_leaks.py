@@ -1,9 +1,14 @@
-"""No check message gives the right answer away (issue 10: "a test scans the check messages").
+"""No failed check gives the right answer away: not in its message, not in what the error reaches.
 
 Every check is fed wrong answers: each of its recognised mistakes, and generic ones (the right
 answer scaled by 0.7, 1.07 and 1.3, shifted, negated). Each wrong answer is checked twice, so the
-second message carries the hint too. The message must not contain any value of the reference
-output of the failing case (`ExerciseCheckError.expected`), written at several precisions.
+second message carries the hint too. The reference output of the failing case is computed here,
+independently of the error (the reference called on the failing case, `err.case`), and:
+
+- the message must not contain any of its values, written at several precisions (issue 10);
+- nothing the error reaches may hold it (issue 28: a learner reads `sys.last_value`, walks
+  `sys.last_traceback` or opens `%debug` after a failed check): the error's attributes, its
+  `__cause__` / `__context__` chain, and the locals of every frame of their tracebacks.
 
 Allowed in a message, and removed before the scan: the reader's own values ("yours is ...",
 "your answer ...") and the case description (the input). Round values (0, 1, 0.5, small
@@ -16,6 +21,7 @@ import math
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,14 +72,94 @@ def _scrub(message: str, err: ExerciseCheckError) -> str:
     return message
 
 
-def _leaks(err: ExerciseCheckError) -> list[str]:
+def _leaks(err: ExerciseCheckError, expected) -> list[str]:
+    """The forms of `expected`'s values (the reference output of the failing case) in the message."""
     text = _scrub(str(err), err)
     found = []
-    for v in _numbers(err.expected) if err.expected is not None else []:
+    for v in _numbers(expected) if expected is not None else []:
         for form in _forms(v):
             if re.search(r"(?<![\d.])" + re.escape(form) + r"(?![\d])", text):
                 found.append(form)
     return found
+
+
+def _holds(value, expected, depth: int = 0) -> bool:
+    """True when `value` is, or contains (in lists, tuples, dicts, objects' attributes), the
+    reference output `expected`: a tensor or array allclose to it, or its non-round number."""
+    if depth > 4 or value is None or callable(value) and not isinstance(value, torch.Tensor):
+        return False
+    want = expected.detach().to(torch.complex128 if expected.is_complex() else torch.float64) \
+        if isinstance(expected, torch.Tensor) else torch.as_tensor(expected, dtype=torch.float64)
+    if isinstance(value, (torch.Tensor, np.ndarray)) or isinstance(value, (float, np.floating)):
+        got = torch.as_tensor(np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value))
+        if got.shape != want.shape or got.is_complex() != want.is_complex() or not (got.is_floating_point() or got.is_complex()):
+            return False
+        if want.numel() == 1 and not want.is_complex() and abs(float(want) - round(float(want))) < 1e-9:
+            return False  # a round number: anything may equal it
+        return bool(torch.allclose(got.to(want.dtype), want, rtol=1e-9, atol=1e-12, equal_nan=True))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds(v, expected, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(_holds(v, expected, depth + 1) for v in value.values())
+    if isinstance(value, BaseException):
+        return False  # walked by _reachable
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict) and not isinstance(value, type) and type(value).__module__.startswith("qklab"):
+        return any(_holds(v, expected, depth + 1) for v in attrs.values())
+    return False
+
+
+def _reachable(err: BaseException) -> list[tuple[str, object]]:
+    """What a learner reaches from a caught error: its attributes and arguments, and for it and every
+    error of its `__cause__` / `__context__` chain, the locals of each frame of its traceback."""
+    out: list[tuple[str, object]] = []
+    seen: set[int] = set()
+    todo = [err]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        out += [(f"{type(e).__name__}.{k}", v) for k, v in vars(e).items()]
+        out += [(f"{type(e).__name__}.args", e.args)]
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            out += [(f"frame {frame.f_code.co_name}: {k}", v) for k, v in frame.f_locals.items()]
+            tb = tb.tb_next
+        todo += [x for x in (e.__cause__, e.__context__) if x is not None]
+    return out
+
+
+def _reached(err: BaseException, expected) -> list[str]:
+    """Where the reference output `expected` (or a part of a tuple output) is reachable from `err`
+    (empty: nowhere). The failing case (`err.case`) is left out: it holds the inputs, which the
+    learner has (a single matrix is its own running product)."""
+    if isinstance(expected, (tuple, list)):
+        return [where for part in expected for where in _reached(err, part)]
+    return [where for where, value in _reachable(err) if where != "ExerciseCheckError.case" and _holds(value, expected)]
+
+
+def _half_entropy_inputs() -> list[tuple]:
+    """The inputs of `check_half_entropy_scale`, whose errors name their case in words only."""
+    from qklab.checks.core import gaussian
+    from qklab.spectrum import random_qk
+
+    X16 = gaussian((4, 16, 16), seed=7)
+    return [(X16, torch.eye(16, dtype=torch.float64)),
+            (X16, random_qk(16, 0.0, 1.0, seed=8, exact=True, dtype=torch.float64)),
+            (gaussian((3, 10, 6), seed=9), gaussian((6, 6), seed=10) + torch.eye(6, dtype=torch.float64))]
+
+
+CASES_IN_WORDS = {"ex-half-entropy": _half_entropy_inputs}
+
+
+def _reference_outputs(label: str, reference: Callable, err: ExerciseCheckError) -> list:
+    """The reference's output on the case the error names, computed here; for a check whose errors
+    name the case in words only, its output on every input of that check."""
+    if err.case is not None:
+        return [reference(*err.case.args, **err.case.kwargs)]
+    return [reference(*args) for args in CASES_IN_WORDS[label]()]
 
 
 def _scaled(fn: Callable, factor: float, shift: float = 0.0) -> Callable:
@@ -126,15 +212,18 @@ def _messages(call: Callable[[], None]) -> list[ExerciseCheckError]:
 
 
 @pytest.mark.parametrize("label", sorted(FUNCTION_CHECKS))
-def test_function_check_messages_hold_no_reference_value(label):
+def test_function_check_failures_hold_no_reference_value(label):
     check, reference, mistakes = FUNCTION_CHECKS[label]
     n_failed = 0
     for wrong in _wrong_functions(reference, mistakes):
         reset_attempts()
         for err in _messages(lambda: check(wrong)):
             n_failed += 1
-            assert err.expected is not None, f"{label}: the error does not carry the reference it was compared with"
-            assert not _leaks(err), f"{label}: the message shows reference value(s) {_leaks(err)}:\n{err}"
+            assert err.case is not None or label in CASES_IN_WORDS, f"{label}: the error does not say which case failed"
+            for expected in _reference_outputs(label, reference, err):
+                assert not _leaks(err, expected), f"{label}: the message shows reference value(s) {_leaks(err, expected)}:\n{err}"
+                assert not _reached(err, expected), f"{label}: the reference output is reachable from the error: {_reached(err, expected)}"
+            assert err.__cause__ is None and err.__context__ is None
     assert n_failed >= 2 * len(mistakes)  # every mistake failed, twice
 
 
@@ -163,7 +252,7 @@ def _value_cases():
 
 
 @pytest.mark.parametrize("label", sorted(_value_cases()))
-def test_value_check_messages_hold_no_reference_value(label):
+def test_value_check_failures_hold_no_reference_value(label):
     check, want, mistaken = _value_cases()[label]
     wrongs = mistaken + [f * want for f in (0.5, 0.7, 1.07, 1.3, 2.0, -1.0)] + [want + 0.3]
     for wrong in wrongs:
@@ -171,15 +260,63 @@ def test_value_check_messages_hold_no_reference_value(label):
         errors = _messages(lambda: check(wrong))
         assert len(errors) == 2, f"{label}: the wrong answer {wrong} was accepted"
         for err in errors:
-            assert err.expected == pytest.approx(want)
-            assert not _leaks(err), f"{label}: the message shows the right value {_leaks(err)}:\n{err}"
+            assert not _leaks(err, want), f"{label}: the message shows the right value {_leaks(err, want)}:\n{err}"
+            assert not _reached(err, float(want)), f"{label}: the right value is reachable from the error: {_reached(err, float(want))}"
+            assert err.__cause__ is None and err.__context__ is None
+
+
+def test_an_error_in_the_readers_function_shows_the_readers_frames_but_holds_no_cause():
+    """The reader's own frames are shown (as text), the reader's exception is not kept: its traceback
+    runs through the check's engine, whose frames hold the reference's output."""
+    def erank(P):
+        return P.sum() / undefined_name  # noqa: F821
+
+    reset_attempts()
+    [err, _] = _messages(lambda: cm.check_effective_rank(erank))
+    assert err.__cause__ is None and err.__context__ is None
+    shown = "\n".join(err._render_traceback_())
+    assert "NameError" in shown and "undefined_name" in shown and "(your code first)" in shown
+    assert not _reached(err, _reference_outputs("ex-erank", effective_rank, err)[0])
+
+
+def test_the_error_a_learner_gets_starts_at_the_check_it_called():
+    """`%debug` after a failed check: the frames of the error's traceback are the caller's and the
+    check's outer wrapper; none of the engine (`check_function`, `check_value`, `_difference`)."""
+    reset_attempts()
+    [err, _] = _messages(lambda: cm.check_effective_rank(lambda P: 2 * effective_rank(P)))
+    names = []
+    tb = err.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    assert names[-1] == "wrapped" and not {"check_function", "check_value", "_difference", "check_effective_rank"} & set(names), names
 
 
 def test_the_scan_finds_a_planted_leak():
-    """The scanner itself: the old message format ("the computed value is 0.6375") is caught."""
-    err = ExerciseCheckError("x: you answered 1, but the computed value is 0.6375.", expected=0.637468)
-    assert "0.6375" in _leaks(err)
-    err = ExerciseCheckError("zero eigenvalues: the answer is 36.", expected=36)
-    assert _leaks(err) == ["36"]
-    err = ExerciseCheckError("yours is 0.6375, too large", expected=0.637468)
-    assert not _leaks(err)  # the reader's own value may be shown
+    """The scanners themselves: the old message format ("the computed value is 0.6375") is caught,
+    and so is an error that carries the reference output (the old `expected` attribute) or whose
+    context's frames hold it."""
+    err = ExerciseCheckError("x: you answered 1, but the computed value is 0.6375.")
+    assert "0.6375" in _leaks(err, 0.637468)
+    err = ExerciseCheckError("zero eigenvalues: the answer is 36.")
+    assert _leaks(err, 36) == ["36"]
+    err = ExerciseCheckError("yours is 0.6375, too large")
+    assert not _leaks(err, 0.637468)  # the reader's own value may be shown
+
+    want = torch.tensor([0.25, 1.75, 3.125], dtype=torch.float64)
+    err = ExerciseCheckError("wrong")
+    err.expected = want.clone()
+    assert _reached(err, want) == ["ExerciseCheckError.expected"]
+
+    def engine(expected):
+        raise ValueError("inner")
+
+    def check():
+        try:
+            engine(want.clone())
+        except ValueError:
+            raise ExerciseCheckError("wrong")
+
+    [planted] = [e for e in _messages(check)][:1]
+    assert any("frame engine: expected" in where for where in _reached(planted, want))
+    assert not _reached(planted, torch.tensor([0.25, 1.75, 3.0], dtype=torch.float64))

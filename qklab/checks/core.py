@@ -154,7 +154,7 @@ def check_value(
         specific = named[0][1]
     elif not named and near:
         message += f"\nIt is close to what {' or '.join(near)} would give, but not close enough to tell: give more digits."
-    raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, expected=expected)
+    raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint)
 
 
 # --- functions ----------------------------------------------------------------------------------------
@@ -415,8 +415,8 @@ def check_function(
     if not callable(fn):
         raise ExerciseCheckError(f"{name}: expected a function, got {type(fn).__name__}")
     for case in cases:
-        expected = _call(reference, case)
-        expected_t = expected.detach() if isinstance(expected, Tensor) else torch.as_tensor(expected)
+        # The reader's function runs before the reference, so that no frame above it holds this
+        # case's right output.
         args = tuple(_clone(a) for a in case.args)
         kwargs = {k: _clone(v) for k, v in case.kwargs.items()}
         try:
@@ -431,8 +431,10 @@ def check_function(
         except Exception as err:
             raise fail(
                 f"{name} raised {type(err).__name__} on the case '{case.description}': {err}",
-                name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case, cause=err,
-            ) from err
+                name=name, specific_hint="", diagnosis="", fallback_hint=hint, case=case, cause=err,
+            ) from None
+        expected = _call(reference, case)
+        expected_t = expected.detach() if isinstance(expected, Tensor) else torch.as_tensor(expected)
         changed = _modified_inputs(case, args, kwargs, _arg_names(reference, case))
         problem = _difference(got, expected_t, atol, rtol, axis_names, index_from)
         if problem is None and not changed:
@@ -445,7 +447,7 @@ def check_function(
         ) if changed else ""
         if problem is None:
             message = f"{name} gives the right values on the case '{case.description}', but {in_place}"
-            raise fail(message, name=name, specific_hint="", diagnosis="", fallback_hint=hint, expected=expected, case=case)
+            raise fail(message, name=name, specific_hint="", diagnosis="", fallback_hint=hint, case=case)
         message = f"{name} is not right yet on the case '{case.description}': {problem}."
         if in_place:
             message += f"\nAlso, {in_place}"
@@ -457,7 +459,6 @@ def check_function(
             specific = named[0].hint
         elif not named and len(near) == 1:
             message += f"\nIt is close to what {near[0].label} gives, but not equal."
-        raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint,
-                    expected=expected, case=case)
+        raise fail(message, name=name, specific_hint=specific, diagnosis=diagnosis, fallback_hint=hint, case=case)
     if not quiet:
         print(f"\u2713 {name}: your function matches the reference on all {len(cases)} cases.")

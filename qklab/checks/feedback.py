@@ -41,30 +41,49 @@ class ExerciseCheckError(AssertionError):
     """An exercise answer differs from the reference; the message says how (never the right value).
 
     In IPython and Jupyter only the message is shown (no traceback into the check's source);
-    when the reader's own function raised, the frames of the reader's code follow it.
-    Attributes for tests and tools: `label` (the exercise, or None), `expected` (the reference
-    output of the failing case, never printed), `case` (the failing `Case`, or None).
+    when the reader's own function raised, the frames of the reader's code follow it (kept as
+    text, `reader_frames`, not as the reader's exception, whose traceback runs through the check).
+    Attributes for tests and tools: `label` (the exercise, or None), `case` (the failing `Case`,
+    or None: the input, which the message describes anyway). The error holds nothing of the
+    reference's output, and the one that leaves a check (`exercise`) has no `__cause__`, no
+    `__context__` and no frame of the check's engine in its traceback: `sys.last_value`,
+    `sys.last_traceback` and `%debug` after a failed check reach the reader's values only.
     """
 
-    def __init__(self, message: str = "", *, label: str | None = None, expected: Any = None, case: Any = None):
+    def __init__(self, message: str = "", *, label: str | None = None, case: Any = None,
+                 reader_frames: tuple[str, ...] = ()):
         super().__init__(message)
         self.label = label
-        self.expected = expected
         self.case = case
+        self.reader_frames = tuple(reader_frames)
 
     def _render_traceback_(self) -> list[str]:
         """What IPython shows instead of a traceback: the message, then the reader's own frames if any."""
         message = str(self)
         first, *rest = message.split("\n") or [""]
-        lines = [f"{_RED}{type(self).__name__}{_RESET}: {first}", *rest]
-        cause = self.__cause__
-        if cause is not None and cause.__traceback__ is not None:
-            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_CHECKS_DIR)]
-            if frames:
-                lines += ["", f"Where {type(cause).__name__} was raised (your code first):"]
-                lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
-                lines += "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n").split("\n")
-        return lines
+        return [f"{_RED}{type(self).__name__}{_RESET}: {first}", *rest, *self.reader_frames]
+
+
+def _reader_frames(cause: BaseException) -> tuple[str, ...]:
+    """Where the reader's own code raised `cause`, as the lines `_render_traceback_` shows (the
+    frames outside `qklab.checks`, then the error), or nothing when the error came from the checks."""
+    if cause.__traceback__ is None:
+        return ()
+    frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_CHECKS_DIR)]
+    if not frames:
+        return ()
+    lines = ["", f"Where {type(cause).__name__} was raised (your code first):"]
+    lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
+    lines += "".join(traceback.format_exception_only(type(cause), cause)).rstrip("\n").split("\n")
+    return tuple(lines)
+
+
+def _detached(err: ExerciseCheckError) -> ExerciseCheckError:
+    """A copy of `err` to raise outside the `except` block that caught it: the same message, label,
+    case and reader frames, with no cause, no context and a traceback that starts where it is raised."""
+    clean = ExerciseCheckError(str(err), label=err.label, case=err.case, reader_frames=err.reader_frames)
+    clean.__suppress_context__ = True
+    return clean
 
 
 # --- exercises, attempts and hints ----------------------------------------------------------------
@@ -98,10 +117,16 @@ def exercise(label: str, *, hint: str = "") -> Callable[[Callable[..., Any]], Ca
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # noqa: F841  (pytest: show the message, not this frame)
             token = _CURRENT.set(label)
+            failure = None
             try:
                 return check(*args, **kwargs)
+            except ExerciseCheckError as err:
+                # Raised below, outside this block: the error the reader gets carries no context and
+                # no traceback into the engine, whose frames hold the reference's output.
+                failure = _detached(err)
             finally:
                 _CURRENT.reset(token)
+            raise failure
 
         wrapped.exercise_label = label  # type: ignore[attr-defined]
         return wrapped
@@ -192,7 +217,7 @@ def _recorded_attempts(label: str, add: int) -> int:
 
 
 def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallback_hint: str,
-          expected: Any = None, case: Any = None, cause: BaseException | None = None) -> ExerciseCheckError:
+         case: Any = None, cause: BaseException | None = None) -> ExerciseCheckError:
     """Count the attempt and build the error: the hint only from the second failure on (in this
     session, or recorded between `make check-exercise` runs), or at once when asked for."""
     label = _CURRENT.get() or name
@@ -217,10 +242,8 @@ def fail(message: str, *, name: str, specific_hint: str, diagnosis: str, fallbac
                     message += f"\nThe whole recipe: {ex.recipe}"
                 else:
                     message += f'\nThe whole recipe: qklab.checks.hint("{label}").'
-    err = ExerciseCheckError(message, label=_CURRENT.get(), expected=expected, case=case)
-    if cause is not None:
-        err.__cause__ = cause
-    return err
+    frames = _reader_frames(cause) if cause is not None else ()
+    return ExerciseCheckError(message, label=_CURRENT.get(), case=case, reader_frames=frames)
 
 
 # --- how far off: in kind, never the value ------------------------------------------------------
