@@ -28,28 +28,45 @@ def test_measured_regions_are_the_maps_at_those_points():
     assert measured_regions() == tuple(RIGHT)
 
 
-@pytest.mark.parametrize("answer", [RIGHT, tuple(RIGHT), np.array(RIGHT), torch.tensor(RIGHT).tolist()])
+@pytest.mark.parametrize("answer", [RIGHT, tuple(RIGHT), np.array(RIGHT), torch.tensor(RIGHT).tolist(), torch.tensor(RIGHT),
+                                    list(torch.tensor(RIGHT))])
 def test_right_answers_pass_in_any_sequence_type(answer):
     check_region_predictions(answer)
 
 
 @pytest.mark.parametrize("head", range(6))
-def test_each_single_wrong_code_is_named_by_its_head(head):
+def test_a_wrong_code_is_counted_never_located(head):
+    """Issue 28: the message named the wrong heads, so a few runs found every code by trial. It says
+    how many are wrong and gives every head's two numbers, the same whichever head is wrong."""
     answer = list(RIGHT)
     answer[head] = (answer[head] + 1) % 4
     with pytest.raises(ExerciseCheckError) as err:
         check_region_predictions(answer)
     text = str(err.value)
-    assert f"head {head + 1} " in text and "1 of 6" in text
-    r, kappa = PREDICTION_HEADS[head]
-    assert f"kappa r sqrt(d) = {kappa * r * 8:.1f}" in text
-    for other in set(range(6)) - {head}:
-        assert f"head {other + 1} (" not in text  # only the wrong head is listed
+    assert "1 of 6" in text
+    for i, (r, kappa) in enumerate(PREDICTION_HEADS):
+        assert f"head {i + 1}: r = {r:g}, kappa r sqrt(d) = {kappa * r * 8:.1f}" in text  # all six, wrong or not
+    reset_attempts()
+    other = list(RIGHT)
+    other[(head + 1) % 6] = (other[(head + 1) % 6] + 1) % 4
+    with pytest.raises(ExerciseCheckError) as err_other:
+        check_region_predictions(other)
+    assert str(err_other.value) == text  # another wrong head: the very same message
+
+
+@pytest.mark.parametrize("answer, kind", [
+    ([1] * 6, "every head in the same region"),
+    ([{0: 2, 1: 0, 2: 3, 3: 1}[c] for c in RIGHT], "codes mixed up"),
+])
+def test_mistakes_of_the_whole_list_are_named(answer, kind):
+    with pytest.raises(ExerciseCheckError, match=kind):
+        check_region_predictions(answer)
 
 
 @pytest.mark.parametrize("bad, words", [
     ([0, 3, 1, 0, 2], "hold 6 codes"),
     ([0, 3, 1.0, 0, 2, 1], "integer from 0 to 3"),
+    (torch.tensor([0.0, 3, 1, 0, 2, 1]), "integer from 0 to 3"),
     ([0, 3, True, 0, 2, 1], "integer from 0 to 3"),
     ([0, 3, 4, 0, 2, 1], "integer from 0 to 3"),
     ([0, 3, ..., 0, 2, 1], "no prediction yet"),
