@@ -80,8 +80,9 @@ def chapter_title(app: Any, docname: str) -> str:
 
 
 def _chapter_link(app: Any, fromdocname: str, chapter: str) -> nodes.paragraph:
-    target = f"chapters/{chapter}"
-    if target not in app.env.found_docs:
+    """The chapter (or appendix: `chapter` is the notebook's file stem) as a link to its page."""
+    target = next((t for t in (f"chapters/{chapter}", f"appendix/{chapter}") if t in app.env.found_docs), None)
+    if target is None:
         return _paragraph(chapter)
     uri = app.builder.get_relative_uri(fromdocname, target)
     return _paragraph(nodes.reference("", chapter_title(app, target), refuri=uri, internal=True))
@@ -216,7 +217,8 @@ def _table(app: Any, fromdocname: str, claims: list[Claim]) -> nodes.table:
 def _part(app: Any, fromdocname: str, part: str) -> list[nodes.Node]:
     folder = Path(app.srcdir) / "_build" / "claims"
     claims = load_claims(folder) if folder.is_dir() else []
-    not_run = claims_not_run(claims_in_code(Path(app.srcdir) / "chapters"), claims)
+    in_code = {**claims_in_code(Path(app.srcdir) / "chapters"), **claims_in_code(Path(app.srcdir) / "appendix")}
+    not_run = claims_not_run(in_code, claims)
     if not claims:
         return [_paragraph("No claims were recorded in this build.")] if part == "summary" else []
     if part == "summary":

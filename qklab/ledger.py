@@ -129,7 +129,7 @@ def claim(
         kind: `"prediction"` (expected outcome written from its source before measuring; may
             fail, never raises) or `"quoted"` (a band guarding a number the prose quotes; raises
             `AssertionError` when the number leaves the band). See the module docstring.
-        chapter: the chapter's file stem, e.g. `"03_rank_collapse"`.
+        chapter: the file stem of the chapter (or appendix notebook) that computes it, e.g. `"03_rank_collapse"`.
         statement: the claim in one sentence, attributed honestly.
         source: one of `SOURCES` ("course" for the course's own derivation or measurement).
         measured: the number (formatted to 4 significant digits) or a short text.

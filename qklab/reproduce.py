@@ -551,7 +551,7 @@ def summarise(records: list[dict], level: float = 0.95) -> list[dict]:
         base = by.get((steps, regime, base_arm, 0.0), {})
         row: dict[str, Any] = {"steps": steps, "regime": regime, "arm": arm, "rho": rho, "n": len(runs),
                                "failed": failed.get(key, 0)}
-        for m in ("val_ppl", "entropy", "qk_kappa", "recent_mass"):
+        for m in ("val_ppl", "entropy", "qk_kappa", "qk_scale", "recent_mass"):
             vals = [v[m] for v in runs.values()]
             row[m] = statistics.mean(vals) if vals else math.nan
         paired = sorted(set(runs) & set(base))

@@ -132,7 +132,7 @@ def test_t_interval_against_tabulated_quantiles():
 
 
 def _rec(regime, arm, rho, seed, ppl, ent, status="ok"):
-    res = {"status": "completed", "val_ppl": ppl, "entropy": ent, "qk_kappa": 0.1, "recent_mass": 0.5}
+    res = {"status": "completed", "val_ppl": ppl, "entropy": ent, "qk_kappa": 0.1, "qk_scale": 0.8, "recent_mass": 0.5}
     return {"status": status, "tags": {"regime": regime, "arm": arm, "rho": rho, "seed": seed}, "result": res}
 
 
