@@ -1,16 +1,42 @@
 """Check a learner's answers in a learner notebook: `make check-exercise NB=exercises/NN_slug.ipynb`.
 
 `grade(path)` runs a learner notebook (`exercises/NN_slug.ipynb`, made by `qklab.exercises` from
-`chapters/NN_slug.ipynb`) in a fresh kernel and reports each exercise by its number and title:
-passed, not solved yet (a stub or `...` is still there), wrong (with the check's message only,
-no traceback), or an error in the learner's code. `python -m qklab.grading NB` prints that summary
-and exits with 0 only when every exercise passed.
+`chapters/NN_slug.ipynb`) and reports each exercise by its number and title: passed, not solved
+yet (a stub or `...` is still there), wrong (with the check's message only, no traceback), an
+error in the learner's code, or a check cell missing or changed. `python -m qklab.grading NB`
+prints that summary and exits with 0 only when every exercise passed.
 
-It is tamper-proof against the easy ways of passing without solving: every exercise's check cell
-must be present and unchanged against the chapter (a deleted, commented-out or edited check cell
-fails, naming the exercise), and right before a check cell runs, the names it calls are imported
-again from the package as the chapter imports them (a learner cell that redefines the check
-function does not help). Someone who patches the package itself is not stopped.
+Where the checks run. The learner's cells run in a fresh Jupyter kernel; the check cells do not.
+Each check cell is evaluated in the grading process, which never runs the learner's code: the
+names the check cell calls are imported there, as the chapter imports them (before the kernel
+runs any learner cell); the learner's names it passes are read from the kernel at that point of
+the notebook (`qklab.kernel_answers`): a value is copied as plain data (numbers, strings,
+tensors, numpy arrays, and lists, tuples, dicts of them), a function becomes a stand-in whose
+every call runs the learner's function in the kernel and copies its result (and any change it
+made to its arguments) back. An exercise passes only when its check returned without raising:
+the verdict is the check's own result, not the absence of an error output in the kernel.
+
+What that guarantees. Nothing a learner's cell does inside the kernel changes how the check
+compares: exception handlers installed through IPython, a replaced `showtraceback`, input
+transformers, patched `qklab.checks.*` modules or `torch.allclose`, a check function redefined in
+the notebook, or an answer object whose comparisons lie (a tensor subclass arrives as a plain
+tensor of its values). A kernel that does not answer (a cell that changed how cells run, a dead
+kernel, a timeout) fails the exercise. Every check cell must be present and unchanged against
+the chapter (a deleted, commented-out or edited check cell fails, naming the exercise).
+
+What it does not guarantee. (1) The rules a statement sets on *how* to compute ("do not form the
+d x d matrix", "no eigen-solver", `qklab.checks.rules`) are watched where the computation runs,
+in the kernel, around each call of the learner's function: a learner who patches the kernel (the
+watch's module, torch's function modes, `tracemalloc`) can fool the rule watch, but not the
+comparison of the results. Likewise the check that a function leaves its arguments unchanged
+reads the arguments back from the kernel. (2) The learner's function can compute its answer
+any way it likes, including by calling the package's reference implementation (`qklab` is
+installed in the kernel): the grader checks what was computed, not how it was found. (3) The
+grader trusts the course's files: the chapter the notebook is checked against and the package
+on disk (`qklab/`, editable install). A cell that rewrites them changes the course itself (it
+shows in `git status`); the modules imported before the kernel ran are not affected in the same
+run. The kernel runs as the same user as the grader, with no isolation by the operating system:
+code that attacks the grading process itself (signals, a debugger) is not stopped.
 
 It is fast because it runs only the cells the exercises need (`needed_cells`): the learner's cells
 (solutions and any cell the learner added), the check cells, and, for every name those use, the
@@ -21,23 +47,30 @@ value, so the rest of the chapter cannot depend on the learner's answer, and a c
 of the package on the learner's answer only. `tests/test_exercises.py` verifies the convention on
 every chapter (`later_uses` is empty). What the learner's cells could still break is a name the
 chapter uses later (`T = 8` in an answer cell): that is reported as a warning naming the name;
-`--all` runs the whole notebook.
+`--all` runs the whole notebook. A call of the learner's function costs a round trip to the
+kernel (a few milliseconds).
 
-Not in here: generating learner notebooks (`qklab.exercises`), the checks (`qklab.checks`).
+Not in here: generating learner notebooks (`qklab.exercises`), the checks (`qklab.checks`),
+moving answers between the kernel and the grading process (`qklab.kernel_answers`).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import builtins
+import concurrent.futures
+import contextlib
 import functools
+import io
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Sequence
 
 from qklab.exercises import (
     CHECK_TAG,
@@ -50,6 +83,9 @@ from qklab.exercises import (
     source_of,
     tags_of,
 )
+
+if TYPE_CHECKING:
+    from qklab.kernel_answers import KernelAnswers
 
 SKIP_TAGS = {"skip-execution", "nbval-skip"}  # live widget cells: never run headless
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -314,14 +350,60 @@ def default_attempts_file() -> Path:
     return Path(cache) / "qklab" / "attempts.json"
 
 
-def _delivery_cell(path: Path, hints: bool, attempts_file: Path | None) -> str:
-    """The code run in the kernel first: how hints reach a learner at the command line
-    (`qklab.checks.feedback.configure_delivery`)."""
-    rerun = f"make check-exercise NB={path} HINT=1"
-    return ("from qklab.checks.feedback import configure_delivery as _qklab_delivery\n"
-            f"_qklab_delivery(attempts_file={str(attempts_file) if attempts_file else None!r}, "
-            f"key={str(path.resolve())!r}, always={bool(hints)!r}, rerun={rerun!r})\n"
-            "del _qklab_delivery")
+@contextlib.contextmanager
+def _command_line_hints(path: Path, hints: bool, attempts_file: Path | None) -> Iterator[None]:
+    """The hint ladder of one grading run, in this process (where the checks run): failures counted
+    in `attempts_file` between runs, `hints` shows every hint at once
+    (`qklab.checks.feedback.configure_delivery`). Attempts counted in memory before the run are
+    forgotten, so that only the file counts; afterwards the default delivery is back."""
+    from qklab.checks.feedback import configure_delivery, reset_attempts
+
+    reset_attempts()
+    configure_delivery(attempts_file=attempts_file, key=str(path.resolve()), always=bool(hints),
+                       rerun=f"make check-exercise NB={path} HINT=1")
+    try:
+        yield
+    finally:
+        configure_delivery()
+        reset_attempts()
+
+
+class _CheckCell(NamedTuple):
+    """A check cell as the grading process evaluates it: its source and the names the chapter
+    imports for it (imported here, before the kernel runs any learner cell)."""
+
+    source: str
+    imported: dict[str, Any]
+    import_error: tuple[str, str] | None
+
+
+def _prepare_check(chapter: Any, upto: int, source: str) -> _CheckCell:
+    imported: dict[str, Any] = {"__builtins__": builtins, "__name__": "__check_cell__"}
+    try:
+        exec(compile(_reimports(chapter, upto, set(_cell_names(source).loaded)), "<the chapter's imports>", "exec"),
+             imported)
+    except Exception as err:  # noqa: BLE001 - reported on the exercise
+        return _CheckCell(source, imported, (type(err).__name__, f"importing the check failed: {err}"))
+    return _CheckCell(source, imported, None)
+
+
+def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
+    """Evaluate a check cell in this process on the learner's answers read from the kernel:
+    None when the check returned, else the (exception name, message) it raised."""
+    if check.import_error:
+        return check.import_error
+    namespace = dict(check.imported)
+    try:
+        for name in sorted(_cell_names(check.source).loaded - set(namespace)):
+            try:
+                namespace[name] = answers.fetch(name)
+            except NameError:
+                pass  # a builtin; otherwise the check cell raises NameError, as in the notebook
+        with contextlib.redirect_stdout(io.StringIO()):  # a check's "passed" lines: the report says it
+            exec(compile(check.source, "<check cell>", "exec"), namespace)
+    except Exception as err:  # noqa: BLE001 - the check's verdict, or an error of the learner's code
+        return type(err).__name__, _plain(str(err))
+    return None
 
 
 def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False,
@@ -331,10 +413,13 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
 
     Hints: each run is a fresh kernel, so failures are counted between runs in `attempts_file`
     (True: `default_attempts_file()`; None or False: not counted) and the second failure of an
-    exercise shows its hint; `hints=True` shows every failing exercise's hint at once.
+    exercise shows its hint; `hints=True` shows every failing exercise's hint at once. The checks
+    run in this process: the hint ladder's attempts counted in memory here are reset.
     """
     import nbformat
     from nbclient import NotebookClient
+
+    from qklab.kernel_answers import KernelAnswers
 
     start = time.perf_counter()
     path = Path(path)
@@ -368,21 +453,33 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
     report = Report(path, [], cells_run=len(run), cells_total=len(code))
     report.warnings += _rebinding_warnings(learner, chapter, exercises)
 
+    # Every check is imported here (in a thread, while the kernel starts) before the kernel runs a learner cell.
+    importing = concurrent.futures.ThreadPoolExecutor(1)
+    checks_ready = importing.submit(lambda: {
+        i: _prepare_check(chapter, chapter_index.get(cid, len(chapter.cells)), source_of(learner.cells[i]))
+        for cid, i in check_at.items()})
+    importing.shutdown(wait=False)
+    verdicts: dict[int, tuple[str, str] | None] = {}
     client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
-    check_ids = {cid for ex in exercises for cid in ex.check_ids}
     if attempts_file is True:
         attempts_file = default_attempts_file()
-    with client.setup_kernel(stderr=subprocess.DEVNULL):  # not the kernel's TCP warning
-        client.execute_cell(nbformat.v4.new_code_cell(_delivery_cell(path, hints, attempts_file or None)), 0)
-        for i in run:
-            cell = learner.cells[i]
-            if cell.get("id") in check_ids or i in check_at.values():
-                names = _code_names(source_of(cell))[1]
-                again = _reimports(chapter, chapter_index.get(cell.get("id"), len(chapter.cells)), names)
-                if again:
-                    client.execute_cell(nbformat.v4.new_code_cell(again), i)
-            client.execute_cell(cell, i)
+    with tempfile.TemporaryDirectory(prefix="qklab-grading-") as workdir, \
+            client.setup_kernel(stderr=subprocess.DEVNULL), \
+            _command_line_hints(path, hints, attempts_file or None):  # not the kernel's TCP warning
+        at = 0
+        client.execute_cell(nbformat.v4.new_code_cell("import torch"), 0)  # what every chapter imports first
+        checks = checks_ready.result()
+
+        def run_code(code: str) -> None:
+            client.execute_cell(nbformat.v4.new_code_cell(code), at)
+
+        answers = KernelAnswers(run_code, Path(workdir))
+        for at in run:
+            if at in checks:
+                verdicts[at] = _judge(checks[at], answers)
+            else:
+                client.execute_cell(learner.cells[at], at)
 
     failed_exercise_cells = set()
     for ex in exercises:
@@ -391,8 +488,8 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
             continue
         sol_errors = [(learner.cells[i], _error_of(learner.cells[i])) for i, c in enumerate(learner.cells)
                       if c.get("id") in ex.solution_ids]
-        check_errors = [_error_of(learner.cells[check_at[cid]]) for cid in ex.check_ids]
-        failed_exercise_cells |= {id(c) for c, _ in sol_errors} | {id(learner.cells[check_at[c]]) for c in ex.check_ids}
+        check_errors = [verdicts.get(check_at[cid], ("NotRun", "the check cell did not run")) for cid in ex.check_ids]
+        failed_exercise_cells |= {id(c) for c, _ in sol_errors}
         report.outcomes.append(_outcome(ex, [e for _, e in sol_errors if e], [e for e in check_errors if e]))
     for i in run:
         cell = learner.cells[i]
@@ -412,6 +509,8 @@ def _outcome(ex: Exercise, solution_errors: list[tuple[str, str]], check_errors:
         return Outcome(ex, "not solved yet")
     if ename == "ExerciseCheckError" or ename.endswith("CheckError"):
         return Outcome(ex, "wrong", evalue)
+    if ename == "KernelUnreachable":  # qklab.kernel_answers: the kernel did not answer
+        return Outcome(ex, "error", evalue)
     if solution_errors:
         e, v = solution_errors[0]
         return Outcome(ex, "error", f"your solution cell raised {e}: {v}")
