@@ -17,6 +17,9 @@ with every dropdown closed (as the page opens):
 - colour: every piece of text in the article has a contrast ratio of at least 4.5:1 against the
   background it is drawn on (WCAG 2 formula; background = the first opaque ancestor's colour,
   semi-transparent ones composited on it), in both colour schemes;
+- length: the words a reader sees on the chapter pages and the intro (prose and generated text;
+  not code, printed output, math or what is folded) add up to at most `MAX_WORDS` (issue 27: a
+  third shorter than the 41,000 words measured before; tables of numbers are not counted);
 - headings: a section that several chapters have ("Questions", "Explore it", "Summary", ...) has
   the same heading level in all of them.
 
@@ -44,6 +47,7 @@ WIDTHS = (1280, 390)
 SCHEMES = ("light", "dark")
 MAX_CODE_SHARE = 0.15
 MIN_CONTRAST = 4.5
+MAX_WORDS = 28_000  # chapters and intro, as a reader sees them (issue 27)
 # Figure text as shown on a 390 px phone, in CSS pixels (the phone's column is about 358 px).
 MIN_FIGURE_TEXT_PX = 11.0
 
@@ -251,6 +255,17 @@ async (args) => {
     if (!(size >= 11 && box.height >= 11 && t.textContent.trim())) out.hidden_titles.push(`${snip(t.textContent, 40)} (${size}px)`);
   });
 
+  // Words a reader sees without opening anything: prose and generated text, not code, printed
+  // output (<pre>), tables, math, folded boxes or the checks' verdict boxes (folded too).
+  out.words = 0;
+  const word = /[\p{L}\p{N}][\p{L}\p{N}'’.,\-]*/gu;
+  const words = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  for (let n = words.nextNode(); n; n = words.nextNode()) {
+    const el = n.parentElement;
+    if (!el || el.closest('script, style, mjx-container, .cell_input, pre, table, .headerlink') || !shown(el)) continue;
+    out.words += (n.textContent.match(word) || []).length;
+  }
+
   // Headings.
   out.headings = [...article.querySelectorAll('h1, h2, h3, h4')].map(h => [Number(h.tagName[1]), h.textContent.replace(/[#¶]/g, '').replace(/^[\d.]+\s*/, '').trim()]);
   return out;
@@ -383,3 +398,12 @@ def test_search_excerpts_quote_the_text(views):
                 if "Contents" in e[:80] or re.search(r"\d+\.\d+\.\s+\S+.{0,60}\d+\.\d+\.\d+\.\s", e)
                 or re.fullmatch(r"\W*\.?(ipynb|md|pdf)\W*", e.strip())]
     _fail_if(toc_like, f"{len(toc_like)} of {len(excerpts)} search excerpts quote a table of contents or toolbar", "search.html?q=metrics")
+
+
+def test_the_course_is_short_enough_to_assign(views):
+    """The words a reader sees on the intro and the chapter pages (1280 px, light), at most `MAX_WORDS`."""
+    counts = {path: views.report(path, 1280, "light")["words"] for path in ["intro.html", *CHAPTERS]}
+    total = sum(counts.values())
+    table = "\n".join(f"  {n:6,d}  {path}" for path, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"words a reader sees: {total:,} (at most {MAX_WORDS:,})\n{table}")
+    assert total <= MAX_WORDS, f"{total:,} words on the intro and the chapters, more than {MAX_WORDS:,}:\n{table}"
