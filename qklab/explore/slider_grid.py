@@ -207,6 +207,44 @@ _DRAW_JS = """
     window.Plotly.newPlot(gd, spec.data, spec.layout, spec.config).then(function () {
       fit();
       window.addEventListener("resize", fit);
+      keys(gd);
+    });
+  }
+  // Plotly's sliders take the mouse only: each gets a native range input (keyboard, touch, screen
+  // readers: a label, the step's value as aria-valuetext), and the two stay in step both ways.
+  function keys(gd) {
+    var box = document.getElementById(id + "-keys");
+    if (!box) return;
+    var inputs = [];
+    (gd.layout.sliders || []).forEach(function (slider, i) {
+      var row = document.createElement("div"), label = document.createElement("label");
+      var input = document.createElement("input"), shown = document.createElement("output");
+      input.type = "range"; input.min = 0; input.max = slider.steps.length - 1; input.step = 1;
+      input.id = id + "-key-" + i;
+      label.htmlFor = input.id;
+      label.textContent = (slider.currentvalue && slider.currentvalue.prefix || "value = ").replace(/\s*=\s*$/, "");
+      shown.htmlFor = input.id;
+      function show(k) {
+        input.value = k;
+        input.setAttribute("aria-valuetext", slider.steps[k].label);
+        shown.textContent = slider.steps[k].label;
+      }
+      input.addEventListener("input", function () {
+        var k = Number(input.value), step = gd.layout.sliders[i].steps[k], args = step.args || [];
+        var done = step.method === "restyle" ? window.Plotly.restyle(gd, args[0], args[1])
+          : step.method === "relayout" ? window.Plotly.relayout(gd, args[0])
+          : window.Plotly.update(gd, args[0] || {}, args[1] || {});
+        var active = {}; active["sliders[" + i + "].active"] = k;
+        Promise.resolve(done).then(function () { return window.Plotly.relayout(gd, active); });
+        show(k);
+      });
+      show(slider.active || 0);
+      row.appendChild(label); row.appendChild(input); row.appendChild(shown);
+      box.appendChild(row);
+      inputs.push(show);
+    });
+    gd.on("plotly_sliderchange", function () {
+      gd.layout.sliders.forEach(function (s, i) { if (inputs[i]) inputs[i](s.active || 0); });
     });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);
@@ -255,6 +293,7 @@ class StaticExplorer:
         return (
             f'<div class="qklab-explorer" data-explorer="{self.name}">'
             f'<div id="{self.div_id}" class="plotly-graph-div" style="width:100%"></div>'
+            f'<div id="{self.div_id}-keys" class="qklab-explorer-keys"></div>'
             f'<p id="{self.div_id}-fallback" style="display:none">{html.escape(FALLBACK_NOTE)}</p>'
             f'<script type="text/javascript">{script}</script></div>'
         )

@@ -259,3 +259,44 @@ def test_chapter_07_typesets_math_offline(open_page):
     prose = "\n".join(page.locator("main p").all_inner_texts())
     assert "\\kappa" not in prose and "\\sqrt" not in prose, "some math was not typeset"
     _assert_clean(visit, "chapters/07_localization.html")
+
+
+@pytest.mark.parametrize("path", sorted(EXPLORER_PAGES))
+def test_explorer_sliders_work_from_the_keyboard(open_page, path):
+    """Each plotly slider has a native range input with a label a screen reader reads; Tab reaches
+    it, the arrow keys move it, the figure follows (step, title) and the plotly slider with it; a
+    drag of the plotly slider moves the input back."""
+    visit = open_page(path)
+    page = visit.page
+    page.wait_for_load_state("networkidle")
+    for name, root in _explorers(page, path):
+        root.scroll_into_view_if_needed()
+        n_sliders = root.evaluate("r => r.querySelector('.js-plotly-plot').layout.sliders.length")
+        inputs = root.locator(".qklab-explorer-keys input[type=range]")
+        assert inputs.count() == n_sliders, f"{name}: {inputs.count()} keyboard sliders for {n_sliders} plotly sliders"
+        for i in range(n_sliders):
+            box = inputs.nth(i)
+            label = page.evaluate("e => e.labels.length ? e.labels[0].textContent.trim() : ''", box.element_handle())
+            prefix = root.evaluate(f"r => r.querySelector('.js-plotly-plot').layout.sliders[{i}].currentvalue.prefix")
+            assert label and label in prefix, f"{name}, slider {i}: label {label!r} does not name the parameter ({prefix!r})"
+            before = root.evaluate(_DRAWN)
+            start = root.evaluate(f"r => r.querySelector('.js-plotly-plot').layout.sliders[{i}].active")
+            box.focus()
+            assert page.evaluate("e => document.activeElement === e", box.element_handle()), f"{name}: the input takes no focus"
+            key = "ArrowLeft" if start > 0 else "ArrowRight"
+            page.keyboard.press(key)
+            page.wait_for_function(
+                f"([root, start]) => root.querySelector('.js-plotly-plot').layout.sliders[{i}].active !== start",
+                arg=[root.element_handle(), start], timeout=10_000,
+            )
+            page.wait_for_timeout(300)
+            after = root.evaluate(_DRAWN)
+            assert after["title"] != before["title"], f"{name}, slider {i}: the keyboard moved the input but not the figure"
+            value_text = box.get_attribute("aria-valuetext")
+            active = root.evaluate(f"r => r.querySelector('.js-plotly-plot').layout.sliders[{i}]")
+            assert value_text == active["steps"][active["active"]]["label"], f"{name}: aria-valuetext {value_text!r} is not the step shown"
+        # and back: the mouse on the plotly slider moves the native input
+        start = int(inputs.nth(0).input_value())
+        _drag_slider(page, root, 0.02 if start > 0 else 0.98)
+        page.wait_for_function("([e, start]) => Number(e.value) !== start", arg=[inputs.nth(0).element_handle(), start], timeout=10_000)
+    _assert_clean(visit, path)
