@@ -17,7 +17,11 @@ the book's numbering "Exercise 7.1", "7.2", ...) and turns each `chapters/NN_slu
 - cells tagged `solution` or `check` get the tag `raises-exception` (an unsolved notebook still
   runs end to end under nbval and Jupyter Book);
 - a Markdown cell tagged `answer` (a proof or a discussion of an exercise's answer, placed after
-  its check) is replaced by a note saying where to read it once the check passes;
+  its check) is replaced by a note saying where to read it once the check passes; a cell tagged
+  `reveals-answer` (Markdown or code: text, a claim or a printout that states an answer, anywhere
+  in the chapter) becomes a Markdown note saying the book shows it, with the cell's headings kept
+  (a code cell may carry the tag only when no later cell needs a name it sets:
+  `tests/test_exercises.py`);
 - the markdown cells that only open or close a solution dropdown (`{solution-start}`,
   `{solution-end}`) are dropped, and so is every output; the `{exercise}` directive becomes an
   `{admonition}` titled "Exercise 7.1: <title>" (sphinx-exercise's directive is not one that
@@ -52,6 +56,9 @@ SOLUTION_TAG = "solution"
 CHECK_TAG = "check"
 RAISES_TAG = "raises-exception"
 ANSWER_TAG = "answer"  # a Markdown cell after a check that discusses its answer: left out of learner notebooks
+#: A cell (Markdown or code) that states an exercise's answer, or whose output does, wherever it
+#: stands (a later figure, a claim, the summary): left out of learner notebooks, headings kept.
+REVEALS_TAG = "reveals-answer"
 NOTE_CELL_ID = "qklab-learner-note"
 HINT_SUFFIX = "-hint"
 #: The Python of the environment the book is built and tested with (README: Python 3.11).
@@ -335,6 +342,17 @@ def answer_note(exercise: Exercise | None, chapter_name: str) -> str:
             "check passes.*")
 
 
+def reveals_note(cell: Any, chapter_name: str) -> str:
+    """What a learner notebook shows instead of a cell tagged `reveals-answer`: the cell's Markdown
+    headings (so that the notebook keeps its sections), then a note saying where to read it."""
+    headings = [line for line in source_of(cell).split("\n")
+                if cell.get("cell_type") == "markdown" and re.match(r"#{1,6}\s", line)]
+    what = "text" if cell.get("cell_type") == "markdown" else "a computation"
+    note = (f"> *The book has {what} here that gives away the answer to an exercise of this chapter. It is left "
+            f"out of this notebook: read it in the book (or in `chapters/{chapter_name}`) once your checks pass.*")
+    return "\n\n".join([*headings, note])
+
+
 def _exercise_admonition(match: re.Match, exercise: Exercise | None) -> str:
     fence = match.group("fence")
     # The statement opens with its bold title, as in the book, whose box says "Exercise 7.1".
@@ -455,6 +473,14 @@ def learner_notebook(chapter: Any, chapter_name: str, index: BookIndex | None = 
             continue
         tags = tags_of(cell)
         answered = check_at.get(cell.get("id"), answered)
+        if REVEALS_TAG in tags:
+            if SOLUTION_TAG in tags or CHECK_TAG in tags:
+                raise ExerciseMarkupError(f"{chapter_name}, cell {number}: a solution or check cell cannot be "
+                                          f"tagged '{REVEALS_TAG}'")
+            note = nbformat.v4.new_markdown_cell(reveals_note(cell, chapter_name))
+            note.id = cell.get("id")
+            cells.append(note)
+            continue
         if cell.get("cell_type") == "markdown" and ANSWER_TAG in tags:
             cell["source"] = answer_note(answered, chapter_name)
         elif cell.get("cell_type") == "markdown":

@@ -176,6 +176,63 @@ def test_tags_outputs_and_dropdown_cells():
             assert cell.outputs == [] and cell.execution_count is None
 
 
+def test_cells_that_reveal_an_answer_become_notes_that_keep_their_headings():
+    """Issue 28: a cell tagged `reveals-answer` (text, a claim or a printout that states an answer,
+    wherever it stands) is not in the learner notebook; its headings are, and a note says where to read it."""
+    chapter = _chapter()
+    chapter.cells += [
+        _cell("markdown", "Scale the block by a and it is -a^2/2.\n\n### The next section", "says", tags=[ex.REVEALS_TAG]),
+        _cell("code", "print(f'{48 - 12} zero eigenvalues')", "prints", tags=[ex.REVEALS_TAG, "hide-input"]),
+    ]
+    out = ex.learner_notebook(chapter, "07_demo.ipynb")
+    says, prints = _by_id(out, "says"), _by_id(out, "prints")
+    assert says.cell_type == prints.cell_type == "markdown"
+    assert "-a^2/2" not in says.source and says.source.startswith("### The next section\n\n> ")
+    assert "48 - 12" not in prints.source and "chapters/07_demo.ipynb" in prints.source
+    chapter.cells.append(_cell("code", "check_pattern(pattern)", "chk2", tags=["check", ex.REVEALS_TAG]))
+    with pytest.raises(ex.ExerciseMarkupError, match="cannot be tagged"):
+        ex.learner_notebook(chapter, "07_demo.ipynb")
+
+
+def _bound_and_read(source: str) -> tuple[set[str], set[str]]:
+    """Names a cell binds anywhere (assignments, defs, imports, arguments) and names it reads."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics: bind nothing we can tell
+        return set(), set()
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return bound, read
+
+
+@pytest.mark.parametrize("chapter_path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_later_cell_needs_a_cell_the_learner_notebook_leaves_out(chapter_path):
+    """A code cell tagged `reveals-answer` is not in the learner notebook: no later code cell may read
+    a name it sets (before another cell sets it again), or the learner notebook would not run."""
+    chapter = nbformat.read(str(chapter_path), as_version=4)
+    cells = [c for c in chapter.cells if c.cell_type == "code"]
+    problems = []
+    for i, cell in enumerate(cells):
+        if ex.REVEALS_TAG not in ex.tags_of(cell):
+            continue
+        live, _ = _bound_and_read(cell.source)
+        for later in cells[i + 1:]:
+            bound, read = _bound_and_read(later.source)
+            problems += [f"cell {later.id} reads `{n}`, set by the left-out cell {cell.id}" for n in sorted((read - bound) & live)]
+            live -= bound
+    assert not problems, "\n".join(problems)
+
+
 def test_input_not_modified():
     nb = _chapter()
     before = nbformat.writes(nb)

@@ -10,10 +10,14 @@ Hint dropdown although every learner notebook's banner promises one.
 
 from __future__ import annotations
 
+import ast
+import inspect
+import math
 import re
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from qklab.exercises import ANSWER_TAG, HINT_SUFFIX, book_index, exercises_of, learner_notebook, source_of, tags_of
@@ -104,3 +108,288 @@ def test_no_hint_is_a_bare_restatement(path):
             body = source_of(cell).split("\n", 1)[1].rsplit("```", 1)[0].strip()
             assert not re.fullmatch(r"an? (number|integer)s? for [^.]*", body), body
             assert len(body.split()) >= 6, body
+
+
+# --- issue 28: no answer one step away in a learner notebook ---------------------------------------
+#
+# Number answers, computed here from their statements (not by the package), with the tolerance of
+# their check: a learner notebook (its sources and stored outputs) must not contain any of them to
+# that precision. Integers are scanned as written; a set of codes as the sequence.
+
+def _uniform_causal_residual_of_identity() -> float:
+    """3.1: X = I_3 under uniform causal attention; composite-norm residual of A X over that of A X."""
+    A = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
+    R = A - A.mean(axis=0, keepdims=True)  # minus the token mean
+    composite = lambda M: math.sqrt(np.abs(M).sum(axis=0).max() * np.abs(M).sum(axis=1).max())  # noqa: E731
+    return composite(R) / composite(A)
+
+
+NUMBER_ANSWERS: dict[str, tuple[list[float], float, float]] = {  # label: (values, rtol, atol of the check)
+    "ex-uniform-entropy": ([math.log(8)], 1e-3, 1e-6),
+    "ex-count": ([2 * 64 * 16, 64 * 64, 2 * 64 * 16 - 16 * 16], 0.0, 0.01),
+    "ex-causal-ratio": ([sum(math.log(i) for i in range(1, 9)) / 8 / math.log(8)], 1e-3, 1e-6),
+    "ex-uniform-causal": ([_uniform_causal_residual_of_identity()], 2e-3, 1e-4),
+    "ex-causal-max-entropy": ([math.lgamma(33) / 32], 2e-3, 1e-6),
+    "ex-zero-eigenvalues": ([48 - 12, 48 - 8], 0.0, 0.01),
+    "ex-unsafe-value": ([(2 * (3j) ** 2).real / 4], 1e-6, 1e-6),
+    "ex-layernorm-norm": ([math.sqrt(32)], 1e-3, 1e-6),
+    "ex-embedding-norm": ([0.02 * math.sqrt(2 * 32)], 1e-3, 1e-6),
+}
+CODE_ANSWERS = {"ex-predict-regions": (0, 3, 1, 0, 2, 1)}  # 8.4: the measured regions of the six heads
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
+
+
+def _texts(nb) -> list[tuple[int, str]]:
+    """(cell number, text) of every source and every stored output of a notebook."""
+    out = []
+    for number, cell in enumerate(nb.cells, start=1):
+        out.append((number, source_of(cell)))
+        for output in cell.get("outputs", []):
+            text = output.get("text") or "".join(str(v) for v in output.get("data", {}).values())
+            out.append((number, "".join(text) if isinstance(text, list) else str(text)))
+    return out
+
+
+def _number_answers_in(nb, label: str) -> list[str]:
+    values, rtol, atol = NUMBER_ANSWERS[label]
+    found = []
+    for number, text in _texts(nb):
+        for match in _NUMBER.finditer(text):
+            x = float(match.group())
+            for v in values:
+                if abs(x - v) <= rtol * abs(v) + atol:
+                    found.append(f"cell {number}: {text[max(0, match.start() - 60):match.end() + 20]!r} (the answer {v:.6g})")
+    return found
+
+
+def _code_answers_in(nb, label: str) -> list[str]:
+    codes = CODE_ANSWERS[label]
+    sequence = re.compile(r"\D{1,8}".join(str(c) for c in codes))
+    return [f"cell {number}" for number, text in _texts(nb) if sequence.search(text)]
+
+
+def _exercise_labels() -> dict[str, str]:
+    out = {}
+    for path in CHAPTERS:
+        chapter = nbformat.read(str(path), as_version=4)
+        out.update({e.label: path.name for e in exercises_of(chapter, path.name)})
+    return out
+
+
+def test_every_number_answer_is_scanned():
+    """Every exercise whose solution only sets values (no function) has its answer in the scan."""
+    labels = _exercise_labels()
+    assert set(NUMBER_ANSWERS) | set(CODE_ANSWERS) <= set(labels)
+    for path in CHAPTERS:
+        chapter = nbformat.read(str(path), as_version=4)
+        by_id = {c.get("id"): c for c in chapter.cells}
+        for exercise in exercises_of(chapter, path.name):
+            sources = [source_of(by_id[cid]) for cid in exercise.solution_ids]
+            functions = any(re.search(r"^\s*def ", s, re.MULTILINE) for s in sources)
+            if not functions:
+                assert exercise.label in NUMBER_ANSWERS or exercise.label in CODE_ANSWERS, exercise.label
+
+
+@pytest.mark.parametrize("label", sorted({**NUMBER_ANSWERS, **CODE_ANSWERS}))
+@pytest.mark.parametrize("which", ["generated", "committed"])
+def test_no_learner_notebook_holds_a_number_answer(label, which):
+    name = _exercise_labels()[label]
+    if which == "generated":
+        _, learner = _learner(name)
+    else:
+        learner = nbformat.read(str(ROOT / "exercises" / name), as_version=4)
+    found = _number_answers_in(learner, label) if label in NUMBER_ANSWERS else _code_answers_in(learner, label)
+    assert not found, f"{name} gives away the answer of {label}:\n" + "\n".join(found)
+
+
+def test_the_number_scan_finds_a_planted_answer():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("The ceiling is $2.55$ nats for $T = 32$."),
+                nbformat.v4.new_code_cell("print(n)")]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="head (b): 40 zero eigenvalues\n")]
+    assert _number_answers_in(nb, "ex-causal-max-entropy") and _number_answers_in(nb, "ex-zero-eigenvalues")
+    assert not _number_answers_in(nb, "ex-uniform-entropy")
+    nb.cells[0].source = "measured: [0, 3, 1, 0, 2, 1]"
+    assert _code_answers_in(nb, "ex-predict-regions")
+
+
+# Functions handed over: for every exercise whose answer is a function, nothing a learner notebook
+# imports above the check solves it. A solver is found by what it does, not by its name: every
+# function (or class method) reachable in one step from a name the imports bind, passed to the
+# exercise's own check cell, must fail that check.
+
+def _imports_above(learner, index: int) -> dict:
+    """The namespace the import statements of the code cells above cell `index` build."""
+    namespace: dict = {}
+    for cell in learner.cells[:index]:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(source_of(cell))
+        except SyntaxError:
+            continue
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                exec(compile(ast.Module([stmt], []), "<imports>", "exec"), namespace)
+    namespace.pop("__builtins__", None)
+    return namespace
+
+
+def _callables(namespace: dict) -> dict[str, object]:
+    """Every function of qklab reachable in one step from the namespace (a name, or an attribute of a
+    module or object it binds), and every class of qklab; check functions left out."""
+    def ours(obj) -> bool:
+        return getattr(obj, "__module__", "") and str(getattr(obj, "__module__", "")).startswith("qklab") \
+            and not hasattr(obj, "exercise_label")
+
+    found: dict[str, object] = {}
+    for name, value in namespace.items():
+        if callable(value) and ours(value):
+            found[name] = value
+        if not callable(value) or inspect.ismodule(value):
+            for attr, inner in vars(value).items() if hasattr(value, "__dict__") else []:
+                if callable(inner) and ours(inner):
+                    found[f"{name}.{attr}"] = inner
+    return found
+
+
+def _candidates(found: dict[str, object]) -> list[tuple[str, object]]:
+    """The callables as candidate answers: functions as they are, and for a class, each of its
+    methods that needs no argument, called on an instance built from the answer's arguments."""
+    out = []
+    for name, obj in found.items():
+        if inspect.isclass(obj):
+            for method, fn in vars(obj).items():
+                if method.startswith("_") or not callable(fn):
+                    continue
+                params = [p for p in list(inspect.signature(fn).parameters.values())[1:] if p.default is p.empty]
+                if not params:
+                    out.append((f"{name}(...).{method}()", lambda *a, _c=obj, _m=method: getattr(_c(*a), _m)()))
+        else:
+            out.append((name, obj))
+    return out
+
+
+def _passes(check_source: str, namespace: dict, answer: str, candidate) -> bool:
+    """Whether the check cell accepts `candidate` as the answer `answer` (within 10 s)."""
+    import contextlib
+    import io
+    import signal
+
+    from qklab.checks.core import reset_attempts
+
+    def stop(*_):
+        raise TimeoutError
+
+    env = {**namespace, answer: candidate}
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(10)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            exec(compile(check_source, "<check>", "exec"), env)
+        return True
+    except BaseException:  # noqa: BLE001 - any failure means "not a solver"
+        return False
+    finally:
+        signal.alarm(0)
+        reset_attempts()
+
+
+def _call_within(fn, args: tuple, kwargs: dict, seconds: int = 10):
+    """`fn(*args, **kwargs)`, or TimeoutError after `seconds`."""
+    import signal
+
+    def stop(*_):
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        signal.alarm(0)
+
+
+def _function_exercises():
+    for path in CHAPTERS:
+        chapter = nbformat.read(str(path), as_version=4)
+        by_id = {c.get("id"): c for c in chapter.cells}
+        for exercise in exercises_of(chapter, path.name):
+            sources = [source_of(by_id[cid]) for cid in exercise.solution_ids]
+            defined = [m.group(1) for s in sources for m in re.finditer(r"^def (\w+)", s, re.MULTILINE)]
+            for cid in exercise.check_ids:
+                used = set(re.findall(r"\w+", source_of(by_id[cid])))
+                answers = [d for d in defined if d in used]
+                if len(answers) == 1:
+                    yield pytest.param(path.name, exercise.label, cid, answers[0], id=exercise.label)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, label, check_id, answer", list(_function_exercises()))
+def test_no_learner_notebook_imports_a_solver_above_its_exercise(name, label, check_id, answer):
+    _, learner = _learner(name)
+    index = next(i for i, c in enumerate(learner.cells) if c.get("id") == check_id)
+    namespace = _imports_above(learner, index)
+    check_source = source_of(learner.cells[index])
+    solvers = [n for n, fn in _candidates(_callables(namespace)) if _passes(check_source, namespace, answer, fn)]
+    assert not solvers, f"{name}: above the check of {label}, the imports hand over {solvers}, which pass it"
+
+
+def _value_exercises():
+    """Exercises whose answer is one number, with the keyword arguments of their check call."""
+    for path in CHAPTERS:
+        chapter = nbformat.read(str(path), as_version=4)
+        by_id = {c.get("id"): c for c in chapter.cells}
+        for exercise in exercises_of(chapter, path.name):
+            if exercise.label not in NUMBER_ANSWERS:
+                continue
+            for cid in exercise.check_ids:
+                call = ast.parse(source_of(by_id[cid])).body[0].value
+                if len(call.args) == 1 and isinstance(call.args[0], ast.Name):
+                    kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+                    yield pytest.param(path.name, exercise.label, cid, call.args[0].id, kwargs, id=exercise.label)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, label, check_id, answer, kwargs", list(_value_exercises()))
+def test_no_learner_notebook_imports_a_function_that_computes_a_number_answer_above_it(name, label, check_id, answer, kwargs):
+    """A number answer's solver is a function that gives it from the statement's parameters (those
+    of the check call: `T=8`): called with them, or with none, its value must fail the check."""
+    _, learner = _learner(name)
+    index = next(i for i, c in enumerate(learner.cells) if c.get("id") == check_id)
+    namespace = _imports_above(learner, index)
+    check_source = source_of(learner.cells[index])
+    solvers = []
+    for fn_name, fn in _candidates(_callables(namespace)):
+        if inspect.isclass(fn):
+            continue
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            continue
+        required = [p for p in signature.parameters.values() if p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if len(required) != len(kwargs):
+            continue  # it needs more than the statement's parameters
+        for args, kw in (((), kwargs), (tuple(kwargs.values()), {})):
+            try:
+                signature.bind(*args, **kw)
+                value = _call_within(fn, args, kw)
+            except Exception:  # noqa: BLE001 - not callable that way
+                continue
+            if isinstance(value, (int, float)) and _passes(check_source, namespace, answer, value):
+                solvers.append(fn_name)
+                break
+    assert not solvers, f"{name}: above the check of {label}, the imports hand over {solvers}, which compute its answer"
+
+
+def test_the_solver_search_finds_a_planted_import():
+    """The search itself: chapter 2's learner notebook with `effective_rank` imported above 2.4."""
+    chapter, learner = _learner("02_measuring_attention.ipynb")
+    check = next(e for e in exercises_of(chapter, "02_measuring_attention.ipynb") if e.label == "ex-erank").check_ids[0]
+    index = next(i for i, c in enumerate(learner.cells) if c.get("id") == check)
+    namespace = {**_imports_above(learner, index)}
+    exec("from qklab import metrics\nfrom qklab.spectrum import QK", namespace)
+    namespace.pop("__builtins__", None)
+    solvers = [n for n, fn in _candidates(_callables(namespace)) if _passes(source_of(learner.cells[index]), namespace, "erank", fn)]
+    assert "metrics.effective_rank" in solvers
