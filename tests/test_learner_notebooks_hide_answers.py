@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import torch
 
 from qklab.exercises import ANSWER_TAG, HINT_SUFFIX, book_index, exercises_of, learner_notebook, source_of, tags_of
 
@@ -393,3 +394,53 @@ def test_the_solver_search_finds_a_planted_import():
     namespace.pop("__builtins__", None)
     solvers = [n for n, fn in _candidates(_callables(namespace)) if _passes(source_of(learner.cells[index]), namespace, "erank", fn)]
     assert "metrics.effective_rank" in solvers
+
+
+# `QK` answers several exercises in a line or two (not a name the search above finds): a learner
+# notebook that imports it above one of them must have a check that refuses it there.
+QK_ANSWERS = {
+    "ex-core-eigenvalues": lambda QK, _: lambda W_Q, W_K: QK(W_Q, W_K).eigenvalues(nonzero_only=True),
+    "ex-trace-moments": lambda QK, _: lambda W_Q, W_K: torch.stack([QK(W_Q, W_K).mean(), QK(W_Q, W_K).second_moment()], -1),
+    "ex-head-stats": lambda QK, _: lambda W_Q, W_K: torch.stack(
+        [QK(W_Q, W_K).stats()[k] for k in ("mean", "variance", "scale", "kappa")], -1),
+    "ex-symmetric-penalty": lambda QK, per_head: lambda W_Q, W_K: per_head(QK(W_Q, W_K), form="symmetric"),
+    "ex-scale-mean-penalty": lambda QK, per_head: lambda W_Q, W_K, m0, mu: per_head(
+        QK(W_Q, W_K), form="scale", target_mean=m0, mean_weight=mu),
+}
+
+
+QK_REFERENCES = {  # the check's reference, to show each one-liner is right
+    "ex-core-eigenvalues": ("qklab.checks.spectrum", "core_eigenvalues_reference"),
+    "ex-trace-moments": ("qklab.checks.spectrum", "spectrum_moments_reference"),
+    "ex-head-stats": ("qklab.checks.head_stats", "head_stats_reference"),
+    "ex-symmetric-penalty": ("qklab.checks.penalty_statistics", "symmetric_penalty_reference"),
+    "ex-scale-mean-penalty": ("qklab.checks.locater", "scale_mean_penalty_reference"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(QK_ANSWERS))
+def test_qk_is_not_a_one_line_answer_in_a_learner_notebook(label):
+    import importlib
+
+    from qklab.regularizers import locater_per_head
+    from qklab.spectrum import QK
+
+    one_liner = QK_ANSWERS[label](QK, locater_per_head)
+    module, ref = QK_REFERENCES[label]
+    args = (torch.randn(3, 12, 4, dtype=torch.float64), torch.randn(3, 12, 4, dtype=torch.float64))
+    args += (0.2, 3.0) if label == "ex-scale-mean-penalty" else ()
+    got, want = one_liner(*args), getattr(importlib.import_module(module), ref)(*args)
+    if label == "ex-core-eigenvalues":
+        got, want = (torch.sort(torch.view_as_real(x).sum(-1), dim=-1).values for x in (got, want))
+    assert torch.allclose(got, want, atol=1e-9)  # the one-liner is a right answer
+
+    name = _exercise_labels()[label]
+    chapter, learner = _learner(name)
+    exercise = next(e for e in exercises_of(chapter, name) if e.label == label)
+    index = next(i for i, c in enumerate(learner.cells) if c.get("id") == exercise.check_ids[0])
+    namespace = _imports_above(learner, index)
+    answer = next(d for cid in exercise.solution_ids for d in re.findall(r"^def (\w+)", source_of(
+        next(c for c in chapter.cells if c.get("id") == cid)), re.MULTILINE))
+    if any(v is QK for v in namespace.values()):
+        assert not _passes(source_of(learner.cells[index]), namespace, answer, one_liner), \
+            f"{name}: QK is imported above {label}, and its check accepts the answer QK gives"

@@ -6,8 +6,10 @@ LocAteR's scale-with-mean-held penalty of every head,
     P(W) = ||W||_F^2 / d + mu (tr(W)/d - m_0)^2,    W = W_Q W_K^T,
 
 computed from `W_Q, W_K` (`(..., d, d_h)`) through the trace identities of chapter 6, without
-forming the `d x d` matrix and without eigenvalues; the reference is
-`qklab.regularizers.locater_per_head(..., form="scale")`. The check runs the reader's function
+forming the `d x d` matrix and without eigenvalues; the reference is that formula from the
+factors (what `qklab.regularizers.locater_per_head(..., form="scale")` computes). Building a `QK`
+inside the answer (directly or through `locater_per_head`) is refused: chapter 10 imports both
+above the exercise, and they are the package's answer. The check runs the reader's function
 under a watch on the shapes of the tensors it creates, so a solution that builds a `d x d` tensor
 fails with that message even when its numbers are right; so does one that forms it in numpy
 (the watch measures the memory allocated) or calls an eigen-solver (`qklab.checks.rules`). Recognised wrong answers (`MISTAKES`):
@@ -29,15 +31,19 @@ from torch import Tensor
 
 from qklab.checks.core import Case, Mistake, check_function, exercise, gaussian
 from qklab.checks.rules import obeying_rules
-from qklab.regularizers import locater_per_head
-from qklab.spectrum import QK
+from qklab.checks.spectrum import refusing_qk
 
 __all__ = ["scale_mean_penalty_reference", "MISTAKES", "check_scale_mean_penalty"]
 
 
 def scale_mean_penalty_reference(W_Q: Tensor, W_K: Tensor, m0: float | Tensor, mu: float) -> Tensor:
-    """`||W||_F^2/d + mu (tr(W)/d - m0)^2` per head, `(...)`, as the package's "scale" form."""
-    return locater_per_head(QK(W_Q, W_K), form="scale", over="d", target_mean=m0, mean_weight=mu)
+    """`||W||_F^2/d + mu (tr(W)/d - m0)^2` per head, `(...)`: the package's "scale" form
+    (`locater_per_head(..., form="scale")`), written from the factors, since `QK` is refused
+    inside the reader's function (`qklab.checks.spectrum.refusing_qk`)."""
+    d = W_Q.shape[-2]
+    fro_sq = ((W_Q.transpose(-2, -1) @ W_Q) * (W_K.transpose(-2, -1) @ W_K)).sum(dim=(-2, -1))  # tr(G_Q G_K)
+    mean = (W_Q * W_K).sum(dim=(-2, -1)) / d
+    return fro_sq / d + mu * (mean - torch.as_tensor(m0, dtype=W_Q.dtype)) ** 2
 
 
 def _dense(W_Q: Tensor, W_K: Tensor) -> tuple[Tensor, int, int]:
@@ -101,5 +107,5 @@ def check_scale_mean_penalty(fn: Callable[[Tensor, Tensor, Any, float], Tensor])
         Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB), m_0 = -0.1, mu = 2",
              (gaussian((512, 2), 46), gaussian((512, 2), 47), -0.1, 2.0)),
     ]
-    check_function(obeying_rules(fn, name="scale_mean_penalty"), scale_mean_penalty_reference, cases, name="scale_mean_penalty", mistakes=MISTAKES,
+    check_function(obeying_rules(refusing_qk(fn, name="scale_mean_penalty"), name="scale_mean_penalty"), scale_mean_penalty_reference, cases, name="scale_mean_penalty", mistakes=MISTAKES,
                    atol=1e-9, rtol=1e-7)

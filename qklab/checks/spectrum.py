@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qklab.checks.core import Case, Mistake, check_function, check_value, exercise
+from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, exercise
 from qklab.checks.rules import obeying_rules
 from qklab.spectrum import QK
 
@@ -33,6 +33,7 @@ __all__ = [
     "check_core_eigenvalues",
     "spectrum_moments_reference",
     "check_spectrum_moments",
+    "refusing_qk",
     "MOMENT_MISTAKES",
     "CORE_MISTAKES",
 ]
@@ -201,9 +202,40 @@ def check_core_eigenvalues(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
 
 
 def spectrum_moments_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
-    """`[m, tr(W_QK^2)/d]` per head, `(..., 2)`: eigenvalue mean and second moment over `n = d`."""
-    qk = QK(W_Q, W_K)
-    return torch.stack([qk.mean("d"), qk.second_moment("d")], dim=-1)
+    """`[m, tr(W_QK^2)/d]` per head, `(..., 2)`: eigenvalue mean and second moment over `n = d`,
+    from the trace identities (what `QK.mean` and `QK.second_moment` compute; `QK` itself is
+    refused inside the reader's function, so the reference does without it too)."""
+    d = W_Q.shape[-2]
+    C = W_K.transpose(-2, -1) @ W_Q  # the d_h x d_h core
+    mean = (W_Q * W_K).sum(dim=(-2, -1)) / d
+    second = (C * C.transpose(-2, -1)).sum(dim=(-2, -1)) / d
+    return torch.stack([mean, second], dim=-1)
+
+
+def refusing_qk(fn: Callable[..., object], *, name: str) -> Callable[..., object]:
+    """`fn`, run so that building a `qklab.spectrum.QK` inside it raises `ExerciseCheckError`.
+
+    For the exercises a chapter asks after `QK` is in its notebook (6.3, 10.3): `QK`'s methods
+    (and `locater_per_head`, which takes a `QK`) compute their answers, and the statement asks for
+    them written from `W_Q` and `W_K`.
+    """
+
+    @functools.wraps(fn)
+    def guarded(*args: object, **kwargs: object) -> object:
+        original = QK.__init__
+
+        def refuse(self: QK, *a: object, **k: object) -> None:
+            raise ExerciseCheckError(
+                f"{name} builds qklab's QK (directly, or through a function such as locater_per_head): that is the "
+                "package's answer to this exercise, not yours. Write it from W_Q and W_K with torch operations.")
+
+        QK.__init__ = refuse  # type: ignore[method-assign]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            QK.__init__ = original  # type: ignore[method-assign]
+
+    return guarded
 
 
 def _trace_parts(W_Q: Tensor, W_K: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -270,7 +302,7 @@ def _real_if_complex(fn: Callable[..., object]) -> Callable[..., object]:
 def check_spectrum_moments(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 6, ex-trace-moments: `fn(W_Q, W_K)` returns `[mean, second moment]`, `(..., 2)`, over `n = d`."""
     check_function(
-        _real_if_complex(obeying_rules(fn, name="spectrum_moments")),
+        _real_if_complex(obeying_rules(refusing_qk(fn, name="spectrum_moments"), name="spectrum_moments")),
         spectrum_moments_reference,
         _moment_cases(),
         name="spectrum_moments",
