@@ -2,7 +2,8 @@
 
 What is here: the attention scores `S = X W_Q (X W_K)^T / sqrt(d_h)` (`attn_scores`), the row
 softmax with an optional causal mask (`pattern`), and sparsemax, the piecewise-linear stand-in
-for softmax used by the localization analysis (`sparsemax`).
+for softmax used by the localization analysis (`sparsemax`), and the derivative of one query's
+output with respect to that query (`output_query_jacobian`, chapter 5).
 
 What is not here: value/output projections, multi-layer models and the fast fused path used for
 training; those live in `qklab.model`. Names follow TransformerLens (`attn_scores`, `pattern`).
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from qklab._validate import as_float_tensor
 
-__all__ = ["attn_scores", "pattern", "causal_mask", "sparsemax"]
+__all__ = ["attn_scores", "pattern", "causal_mask", "sparsemax", "output_query_jacobian"]
 
 
 def attn_scores(X: Tensor, W_Q: Tensor, W_K: Tensor, scale: float | None = None) -> Tensor:
@@ -172,3 +173,33 @@ def sparsemax(z: Tensor, dim: int = -1) -> Tensor:
     if bool(torch.isneginf(z).all(dim=-1).any()):
         raise ValueError("every entry of some row of z is -inf; there is nothing to project")
     return _Sparsemax.apply(z).movedim(-1, dim)
+
+
+def output_query_jacobian(a: Tensor, K: Tensor, V: Tensor) -> Tensor:
+    """`d o / d q` for one query: `o = sum_j a_j v_j`, `a = softmax(K q / sqrt(d_h))` (chapter 5).
+
+    Chapter 5 (`chapters/05_two_collapses`): the derivative is a covariance, under the attention
+    distribution `a`, between the values and the keys,
+    `(1/sqrt(d_h)) sum_j a_j v_j (k_j - k_bar)^T` with `k_bar = sum_l a_l k_l`. It vanishes when
+    the keys the query sees are identical (rank collapse: nothing to tell apart) and when `a` is
+    one-hot (entropy collapse: nothing left to move), which is why both collapses stall the
+    training of `W_Q` (and, by the symmetric argument, of `W_K`).
+
+    Args:
+        a: the query's attention weights, `(..., T)`, non-negative, summing to 1.
+        K: the keys, `(..., T, d_h)`. V: the values, `(..., T, d_v)`.
+
+    Returns:
+        `(..., d_v, d_h)`: entry `(c, e)` is `d o_c / d q_e`.
+    """
+    a = as_float_tensor(a, "a", min_ndim=1)
+    K = as_float_tensor(K, "K", min_ndim=2)
+    V = as_float_tensor(V, "V", min_ndim=2)
+    T = a.shape[-1]
+    if K.shape[-2] != T or V.shape[-2] != T:
+        raise ValueError(f"a, K and V must have the same number of keys T: a {tuple(a.shape)}, K {tuple(K.shape)}, V {tuple(V.shape)}")
+    if bool((a < -1e-12).any()) or not torch.allclose(a.sum(-1), torch.ones((), dtype=a.dtype), atol=1e-6):
+        raise ValueError("a must hold attention weights: non-negative, summing to 1 over its last axis")
+    w = a.unsqueeze(-1)  # (..., T, 1)
+    k_bar = (w * K).sum(dim=-2, keepdim=True)  # (..., 1, d_h): the a-weighted mean key
+    return (w * V).transpose(-2, -1) @ (K - k_bar) / math.sqrt(K.shape[-1])  # (..., d_v, d_h)

@@ -10,7 +10,7 @@ import entmax  # test dependency (requirements.txt): an independent sparsemax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qklab.attention import attn_scores, causal_mask, pattern, sparsemax
+from qklab.attention import attn_scores, causal_mask, output_query_jacobian, pattern, sparsemax
 
 
 def _values(shape, seed):
@@ -231,3 +231,40 @@ def test_bad_inputs_raise_clear_errors():
         sparsemax(torch.tensor([0.0, float("nan")]))
     with pytest.raises(ValueError, match="-inf"):
         sparsemax(torch.tensor([-math.inf, -math.inf]))
+
+
+# --- output_query_jacobian (chapter 5) ------------------------------------------------------------
+
+def _autograd_jacobian(q, K, V):
+    """d o / d q by autograd through o = softmax(K q / sqrt(d_h)) V, one query at a time."""
+    out = lambda q_: torch.softmax(K @ q_ / math.sqrt(K.shape[-1]), dim=-1) @ V  # noqa: E731
+    return torch.autograd.functional.jacobian(out, q)
+
+
+@pytest.mark.parametrize("T, d_h, d_v, q_scale", [(7, 4, 3, 1.0), (5, 5, 5, 0.0), (9, 3, 6, 20.0), (1, 2, 2, 1.0)])
+def test_output_query_jacobian_matches_autograd(T, d_h, d_v, q_scale):
+    q, K, V = q_scale * _values((d_h,), 40 + T), _values((T, d_h), 41 + T), _values((T, d_v), 42 + T)
+    a = torch.softmax(K @ q / math.sqrt(d_h), dim=-1)
+    J = output_query_jacobian(a, K, V)
+    assert J.shape == (d_v, d_h)
+    torch.testing.assert_close(J, _autograd_jacobian(q, K, V), atol=1e-12, rtol=1e-9)
+
+
+def test_output_query_jacobian_batched_and_zero_at_both_collapses():
+    q, K, V = _values((2, 3, 4), 50), _values((2, 3, 6, 4), 51), _values((2, 3, 6, 5), 52)
+    a = torch.softmax((K @ q.unsqueeze(-1)).squeeze(-1) / 2.0, dim=-1)
+    J = output_query_jacobian(a, K, V)
+    for b, h in itertools.product(range(2), range(3)):
+        torch.testing.assert_close(J[b, h], _autograd_jacobian(q[b, h], K[b, h], V[b, h]), atol=1e-12, rtol=1e-9)
+    same_keys = _values((1, 4), 53).expand(6, 4)  # rank collapse: every key alike
+    assert float(output_query_jacobian(torch.full((6,), 1 / 6, dtype=torch.float64), same_keys, V[0, 0]).abs().max()) < 1e-15
+    one_hot = torch.nn.functional.one_hot(torch.tensor(2), 6).to(torch.float64)  # entropy collapse
+    assert float(output_query_jacobian(one_hot, K[0, 0], V[0, 0]).abs().max()) == 0.0
+
+
+def test_output_query_jacobian_rejects_bad_input():
+    K, V = _values((4, 3), 60), _values((4, 2), 61)
+    with pytest.raises(ValueError, match="same number of keys"):
+        output_query_jacobian(torch.full((5,), 0.2, dtype=torch.float64), K, V)
+    with pytest.raises(ValueError, match="summing to 1"):
+        output_query_jacobian(torch.ones(4, dtype=torch.float64), K, V)

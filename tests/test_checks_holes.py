@@ -264,19 +264,6 @@ def test_tighter_tolerance_to_name_a_mistake_than_to_accept():
     assert "looks like m" in _message(core.check_value, 1.5101, 1.0, name="x", rtol=1e-2, mistakes={"m": (1.51, "h")})
 
 
-def test_chapter5_transposed_W_is_named_with_the_mistake_it_always_equals():
-    """W transposed and the softmax over the queries give the same number on every input (issue 19:
-    a mistake is named only when no other matches); they are one named mistake."""
-    from qklab.checks.collapse import check_mean_normalized_entropy
-
-    def transposed(X, W):
-        A = torch.softmax(X @ W.transpose(-2, -1) @ X.transpose(-2, -1) / math.sqrt(X.shape[-1]), dim=-1)
-        return (-torch.special.xlogy(A, A).sum(-1) / math.log(X.shape[-2])).mean()
-
-    msg = _message(check_mean_normalized_entropy, transposed)
-    assert "This looks like" in msg and "W transposed" in msg and "softmax over the queries" in msg
-
-
 def test_chapter2_hints_count_rows_from_0(capsys):
     from qklab import checks
     from qklab.checks import metrics
