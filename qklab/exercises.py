@@ -144,6 +144,21 @@ def tags_of(cell: Any) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+def import_statements(cells: Sequence[Any]) -> list[ast.stmt]:
+    """The top-level `import` and `from ... import` statements of the code cells, in order (a cell
+    that is not Python, e.g. IPython magic, is skipped)."""
+    out: list[ast.stmt] = []
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(source_of(cell))
+        except SyntaxError:
+            continue
+        out += [stmt for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))]
+    return out
+
+
 def _literal(text: str) -> str:
     """A double-quoted Python string literal for `text`."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -6,6 +6,12 @@ reference" (imported in the first code cell), `hint("ex-general-snr")` printed b
 and the final formula, chapter 3's notebook kept the proof dropdown of 3.4 under its check,
 chapter 4's next cell held "log(T!)/T", and 10 exercises (chapters 7, 8, 9, 11 and 10.3) had no
 Hint dropdown although every learner notebook's banner promises one.
+
+Issue 28 (below): nothing in a learner notebook is one step from an answer. Number answers
+(computed here from the statements) appear nowhere at the precision their check accepts; every
+function reachable in one step from the imports above an exercise fails that exercise's check
+(21 passed it before, e.g. `effective_rank` above 2.4, `checks.power_step_reference` above 4.2);
+QK's one-line answers are refused where QK is imported above them.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ import numpy as np
 import pytest
 import torch
 
-from qklab.exercises import ANSWER_TAG, HINT_SUFFIX, book_index, exercises_of, learner_notebook, source_of, tags_of
+from qklab.exercises import (
+    ANSWER_TAG,
+    HINT_SUFFIX,
+    book_index,
+    exercises_of,
+    import_statements,
+    learner_notebook,
+    source_of,
+    tags_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -225,16 +240,8 @@ def test_the_number_scan_finds_a_planted_answer():
 def _imports_above(learner, index: int) -> dict:
     """The namespace the import statements of the code cells above cell `index` build."""
     namespace: dict = {}
-    for cell in learner.cells[:index]:
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            tree = ast.parse(source_of(cell))
-        except SyntaxError:
-            continue
-        for stmt in tree.body:
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                exec(compile(ast.Module([stmt], []), "<imports>", "exec"), namespace)
+    for stmt in import_statements(learner.cells[:index]):
+        exec(compile(ast.Module([stmt], []), "<imports>", "exec"), namespace)
     namespace.pop("__builtins__", None)
     return namespace
 
