@@ -390,6 +390,8 @@ def _prepare_check(chapter: Any, upto: int, source: str) -> _CheckCell:
 def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
     """Evaluate a check cell in this process on the learner's answers read from the kernel:
     None when the check returned, else the (exception name, message) it raised."""
+    from qklab.kernel_answers import KernelUnreachable
+
     if check.import_error:
         return check.import_error
     namespace = dict(check.imported)
@@ -401,7 +403,7 @@ def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
                 pass  # a builtin; otherwise the check cell raises NameError, as in the notebook
         with contextlib.redirect_stdout(io.StringIO()):  # a check's "passed" lines: the report says it
             exec(compile(check.source, "<check cell>", "exec"), namespace)
-    except Exception as err:  # noqa: BLE001 - the check's verdict, or an error of the learner's code
+    except (Exception, KernelUnreachable) as err:  # noqa: BLE001 - the check's verdict, or why there is none
         return type(err).__name__, _plain(str(err))
     return None
 
@@ -418,8 +420,6 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
     """
     import nbformat
     from nbclient import NotebookClient
-
-    from qklab.kernel_answers import KernelAnswers
 
     start = time.perf_counter()
     path = Path(path)
@@ -453,33 +453,27 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
     report = Report(path, [], cells_run=len(run), cells_total=len(code))
     report.warnings += _rebinding_warnings(learner, chapter, exercises)
 
-    # Every check is imported here (in a thread, while the kernel starts) before the kernel runs a learner cell.
+    def import_the_checks() -> dict[int, _CheckCell]:
+        import qklab.kernel_answers  # noqa: F401  (torch: the longest import)
+
+        return {i: _prepare_check(chapter, chapter_index.get(cid, len(chapter.cells)), source_of(learner.cells[i]))
+                for cid, i in check_at.items()}
+
+    # Every check is imported here before the kernel runs a learner cell: in a thread, while the
+    # kernel starts and imports torch (two processes: on two cores at once).
     importing = concurrent.futures.ThreadPoolExecutor(1)
-    checks_ready = importing.submit(lambda: {
-        i: _prepare_check(chapter, chapter_index.get(cid, len(chapter.cells)), source_of(learner.cells[i]))
-        for cid, i in check_at.items()})
+    checks_ready = importing.submit(import_the_checks)
     importing.shutdown(wait=False)
-    verdicts: dict[int, tuple[str, str] | None] = {}
     client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
                             resources={"metadata": {"path": str(path.resolve().parent)}})
     if attempts_file is True:
         attempts_file = default_attempts_file()
     with tempfile.TemporaryDirectory(prefix="qklab-grading-") as workdir, \
-            client.setup_kernel(stderr=subprocess.DEVNULL), \
-            _command_line_hints(path, hints, attempts_file or None):  # not the kernel's TCP warning
-        at = 0
+            client.setup_kernel(stderr=subprocess.DEVNULL):  # stderr: not the kernel's TCP warning
         client.execute_cell(nbformat.v4.new_code_cell("import torch"), 0)  # what every chapter imports first
         checks = checks_ready.result()
-
-        def run_code(code: str) -> None:
-            client.execute_cell(nbformat.v4.new_code_cell(code), at)
-
-        answers = KernelAnswers(run_code, Path(workdir))
-        for at in run:
-            if at in checks:
-                verdicts[at] = _judge(checks[at], answers)
-            else:
-                client.execute_cell(learner.cells[at], at)
+        with _command_line_hints(path, hints, attempts_file or None):
+            verdicts = _run_and_judge(client, learner, run, checks, Path(workdir), report, timeout)
 
     failed_exercise_cells = set()
     for ex in exercises:
@@ -491,13 +485,48 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
         check_errors = [verdicts.get(check_at[cid], ("NotRun", "the check cell did not run")) for cid in ex.check_ids]
         failed_exercise_cells |= {id(c) for c, _ in sol_errors}
         report.outcomes.append(_outcome(ex, [e for _, e in sol_errors if e], [e for e in check_errors if e]))
+    expected_to_raise = {c.get("id") for c in chapter.cells if "raises-exception" in tags_of(c)}  # e.g. a failing check shown
     for i in run:
         cell = learner.cells[i]
         error = _error_of(cell)
-        if error and id(cell) not in failed_exercise_cells:
+        if error and id(cell) not in failed_exercise_cells and cell.get("id") not in expected_to_raise:
             report.problems.append(f"cell {i + 1} (not an exercise) failed: {error[0]}: {error[1]}")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _run_and_judge(client: Any, learner: Any, run: list[int], checks: dict[int, _CheckCell], workdir: Path,
+                   report: Report, timeout: int) -> dict[int, tuple[str, str] | None]:
+    """Run the cells `run` of the learner notebook in order: a check cell in this process on the
+    answers read from the kernel at that point, any other cell in the kernel. The verdict of each
+    check cell: None (passed) or the (exception name, message) it raised."""
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from qklab.kernel_answers import KernelAnswers
+
+    at = 0
+    stopped = ""  # why the kernel can run nothing more: it died, or is still busy after a timeout
+
+    def execute(cell: Any) -> None:
+        nonlocal stopped
+        try:
+            client.execute_cell(cell, at)
+        except (DeadKernelError, CellTimeoutError) as err:
+            what = "died" if isinstance(err, DeadKernelError) else f"ran past the time limit ({timeout} s)"
+            stopped = f"the kernel {what} in cell {at + 1}: the checks after it could not run"
+            report.problems.append(stopped)
+            raise
+
+    answers = KernelAnswers(lambda code: execute(nbformat.v4.new_code_cell(code)), workdir)
+    verdicts: dict[int, tuple[str, str] | None] = {}
+    for at in run:
+        if at in checks:
+            verdicts[at] = ("KernelUnreachable", stopped) if stopped else _judge(checks[at], answers)
+        elif not stopped:
+            with contextlib.suppress(DeadKernelError, CellTimeoutError):  # said in `stopped`
+                execute(learner.cells[at])
+    return verdicts
 
 
 def _outcome(ex: Exercise, solution_errors: list[tuple[str, str]], check_errors: list[tuple[str, str]]) -> Outcome:

@@ -10,8 +10,12 @@ needs the learner's answers; this module brings them across, and only as data:
   the kernel, calls the learner's function there, and returns the result (copied back the same
   way), or raises the learner's exception again, with the same type name and message. When the
   function changed an argument in place, the change is made to the caller's argument too, so a
-  check can see it. `under_rules(...)` runs the call inside the statement's rule watch
-  (`qklab.checks.rules.obeying_rules`), in the kernel, where the computation happens;
+  check can see it;
+- a *watch* (a check's wrapper that observes how a function computes: the rules of
+  `qklab.checks.rules`, a refusal to build the package's answer) is decorated with
+  `watch_where_it_runs`: applied to a `KernelFunction`, it is applied in the kernel, around the
+  learner's function, where the computation happens (in the grading process it would watch only
+  the wait for the kernel's reply);
 - anything else arrives as an `Opaque` stand-in that keeps only the name of its type, so that a
   check says "returned a Foo, expected a torch.Tensor" as it would in the notebook.
 
@@ -28,6 +32,8 @@ Not here: which cells run, and the verdicts (`qklab.grading`); the checks (`qkla
 from __future__ import annotations
 
 import builtins
+import functools
+import importlib
 import inspect
 import io
 import itertools
@@ -41,7 +47,7 @@ import numpy as np
 import torch
 
 __all__ = ["KernelAnswers", "KernelFunction", "KernelUnreachable", "Opaque", "encode", "decode", "dumps", "loads",
-           "serve_fetch", "serve_call"]
+           "serve_fetch", "serve_call", "watch_where_it_runs"]
 
 _MAX_DEPTH = 64
 _NUMPY_KINDS = "biufc"  # bool, signed and unsigned integers, floats, complex
@@ -50,8 +56,12 @@ _TENSOR_DTYPES = {str(t).removeprefix("torch."): t for t in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)}
 
 
-class KernelUnreachable(RuntimeError):
-    """The kernel did not answer the grader (a cell changed how cells run, or the kernel died)."""
+class KernelUnreachable(BaseException):
+    """The kernel did not answer the grader (a cell changed how cells run, or the kernel died).
+
+    A `BaseException`, so that a check's `except Exception` around the learner's function does
+    not take it for an error of the learner's code: it ends the check, and the grader reports it.
+    """
 
 
 class Opaque:
@@ -248,17 +258,18 @@ def serve_call(request: str, reply: str) -> None:
     arguments and the learner's frames.
     """
     try:
-        ref, args_node, kwargs_node, rules = loads(Path(request).read_bytes())
+        ref, args_node, kwargs_node, watches = loads(Path(request).read_bytes())
         fn = _FUNCTIONS[ref]
         args = decode(args_node, function=_registered)
         kwargs = decode(kwargs_node, function=_registered)
+        for module, qualname, options in watches:  # innermost first, as the check applied them
+            watch: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                watch = getattr(watch, part)
+            fn = watch(fn, **decode(options, function=_registered))
     except Exception as err:  # noqa: BLE001 - said to the grader, which reports it
         _reply(reply, ("unreadable", f"the kernel could not read the grader's request: {err}"))
         return
-    if rules:
-        from qklab.checks.rules import obeying_rules
-
-        fn = obeying_rules(fn, name=rules[0], no_square=rules[1], no_eigen=rules[2])
     try:
         result = fn(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - the learner's exception goes back to the check
@@ -343,7 +354,7 @@ class KernelAnswers:
             raise TypeError(f"the grader cannot send {value!r} to the kernel")
 
         args_node, kwargs_node = encode(tuple(args), function=node), encode(dict(kwargs), function=node)
-        request = dumps((fn._ref, args_node, kwargs_node, fn._rules))
+        request = dumps((fn._ref, args_node, kwargs_node, fn._watches))
         reply = self._exchange(lambda ask, answer: f"serve_call({ask!r}, {answer!r})", request, what)
         if not isinstance(reply, tuple) or not reply or reply[0] not in ("returned", "raised", "unreadable"):
             raise KernelUnreachable(f"the kernel's answer when the grader {what} is malformed")
@@ -366,7 +377,7 @@ class KernelAnswers:
         from qklab.checks.feedback import ExerciseCheckError
 
         name, message = str(name), str(message)
-        if name == "ExerciseCheckError":  # a rule watch of the statement (qklab.checks.rules) said no
+        if name == "ExerciseCheckError":  # a watch of the check's (`watch_where_it_runs`) said no
             return ExerciseCheckError(message)
         base = next((getattr(builtins, b) for b in (bases if isinstance(bases, tuple) else ())
                      if isinstance(b, str) and isinstance(getattr(builtins, b, None), type)
@@ -382,9 +393,14 @@ class KernelAnswers:
                     return err
             except Exception:  # noqa: BLE001, S110 - a builtin that wants other arguments: the message will do
                 pass
-        kind = type(name if name.isidentifier() else base.__name__, (base,),
-                    {"__module__": "your notebook", "__str__": lambda self: message})
-        err = kind(message)
+        for parent in (base, Exception):  # a base whose constructor wants other arguments: Exception
+            kind = type(name if name.isidentifier() else base.__name__, (parent,),
+                        {"__module__": "your notebook", "__str__": lambda self: message})
+            try:
+                err = kind(message)
+                break
+            except Exception:  # noqa: BLE001, S112 - try the next base
+                continue
         if where:
             err.add_note(f"Where it was raised in your notebook:\n{where}")
         return err
@@ -431,8 +447,8 @@ class KernelFunction:
     """
 
     def __init__(self, answers: KernelAnswers, ref: int, name: str, qualname: str, doc: str,
-                 parameters: tuple | None, rules: tuple | None = None) -> None:
-        self._answers, self._ref, self._rules = answers, ref, rules
+                 parameters: tuple | None, watches: tuple = ()) -> None:
+        self._answers, self._ref, self._watches = answers, ref, watches
         self.__name__, self.__qualname__, self.__doc__ = name, qualname, doc or None
         self._parameters = parameters
         if parameters is not None:
@@ -447,11 +463,47 @@ class KernelFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._answers.call(self, args, kwargs)
 
-    def under_rules(self, *, name: str, no_square: bool = True, no_eigen: bool = True) -> KernelFunction:
-        """This function, each call watched in the kernel by `qklab.checks.rules.obeying_rules`
-        (the rule watch sees the computation only where it happens)."""
+    def watched_by(self, watch: Callable[..., Any], options: dict[str, Any]) -> KernelFunction:
+        """This function with `watch(fn, **options)` applied in the kernel around each call
+        (see `watch_where_it_runs`); `options` must be plain data."""
+        node = (watch.__module__, watch.__qualname__, encode(options))
+        if any(n[0] == "opaque" for n in _walk(node[2])):
+            raise TypeError(f"the options of {watch.__qualname__} must be plain data to reach the kernel: {options!r}")
         return KernelFunction(self._answers, self._ref, self.__name__, self.__qualname__, self.__doc__ or "",
-                              self._parameters, (name, bool(no_square), bool(no_eigen)))
+                              self._parameters, (*self._watches, node))
 
     def __repr__(self) -> str:
         return f"<your function {self.__qualname__}, run in the notebook's kernel>"
+
+
+def _walk(node: tuple) -> list[tuple]:
+    """Every node of an encoded tree."""
+    found, todo = [], [node]
+    while todo:
+        here = todo.pop()
+        found.append(here)
+        if here[0] in ("list", "tuple", "set", "frozenset"):
+            todo.extend(here[1])
+        elif here[0] == "dict":
+            todo.extend(n for pair in here[1] for n in pair)
+    return found
+
+
+def watch_where_it_runs(watch: Callable[..., Callable[..., Any]]) -> Callable[..., Callable[..., Any]]:
+    """Decorate a watch, `watch(fn, **options) -> fn watched`, so that it watches where `fn` runs.
+
+    A watch observes how a function computes while it runs (a `TorchFunctionMode`, a profile
+    hook, a patched class): in the grading process, around a `KernelFunction`, it would see
+    nothing but the wait for the kernel. Decorated, it returns, for a `KernelFunction`, one whose
+    calls apply `watch` in the kernel, around the learner's function; for any other function it
+    applies as before. The watch must be importable as `module.qualname` and its options plain
+    data. A watch in the kernel can be fooled by the learner's code there (see `qklab.grading`).
+    """
+
+    @functools.wraps(watch)
+    def applied(fn: Callable[..., Any], /, **options: Any) -> Callable[..., Any]:
+        if isinstance(fn, KernelFunction):
+            return fn.watched_by(watch, options)
+        return watch(fn, **options)
+
+    return applied

@@ -101,3 +101,16 @@ def test_a_tensor_subclass_that_says_yes_to_every_comparison_is_wrong(tmp_path):
     outcome = next(o for o in report.outcomes if o.exercise.label == "ex-entropy")
     assert outcome.status == "wrong", report.summary()
     assert "mean_row_entropy is not right yet" in outcome.message
+
+
+@pytest.mark.slow
+def test_a_kernel_that_dies_inside_the_learners_function_fails_the_rest(tmp_path):
+    path = _learner_with(tmp_path, "02_measuring_attention.ipynb", "import os",
+                         answers={"c025": "def relative_residual(X):\n    os._exit(0)  # ends the kernel quietly"})
+    report = grading.grade(path, chapters_dir=ROOT / "chapters", attempts_file=None)
+    statuses = {o.exercise.label: (o.status, o.message) for o in report.outcomes}
+    assert statuses["ex-residual"] == ("error", "the kernel did not answer when the grader called `relative_residual` "
+                                                "(DeadKernelError: Kernel died)")
+    for later in ("ex-entropy", "ex-erank"):
+        assert statuses[later][0] == "error" and "the kernel died in cell" in statuses[later][1]
+    assert not report.passed and any("the kernel died" in p for p in report.problems)

@@ -133,3 +133,20 @@ def test_wrong_answers_get_the_message_the_check_gives_in_the_notebook(tmp_path,
         assert outcome.message == want
         if ex.label in SAYS:  # and the kinds of wrong answer reach the report as what they are
             assert SAYS[ex.label] in outcome.message
+
+
+@pytest.mark.slow
+def test_a_watch_of_the_check_runs_in_the_kernel_around_the_learners_function(tmp_path):
+    """The checks' watches (`qklab.kernel_answers.watch_where_it_runs`) are applied where the
+    function runs: building qklab's QK inside spectrum_moments is refused by the check of 6.3, as
+    in the notebook (the watch patches the kernel's QK, not the grader's)."""
+    name = "06_qk_eigenspectrum.ipynb"
+    answers = {**_solutions(name), "c023": (
+        "from qklab.spectrum import QK as _QK\n\n"
+        "def spectrum_moments(W_Q, W_K):\n"
+        "    qk = _QK(W_Q, W_K)\n"
+        "    return torch.stack([qk.mean(), qk.second_moment()], -1)")}
+    report = grading.grade(_notebook(tmp_path, name, answers), chapters_dir=ROOT / "chapters", attempts_file=None)
+    outcome = {o.exercise.label: o for o in report.outcomes}["ex-trace-moments"]
+    assert outcome.status == "wrong" and "builds qklab's QK" in outcome.message, outcome.line()
+    assert [o.status for o in report.outcomes if o is not outcome] == ["passed", "passed"]

@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
 from qklab.checks.feedback import ExerciseCheckError
+from qklab.kernel_answers import watch_where_it_runs
 
 __all__ = ["obeying_rules", "EIGEN_SOLVERS"]
 
@@ -73,6 +74,7 @@ def _numpy_solver_hook(found: list[str]) -> Callable[..., Any]:
     return hook
 
 
+@watch_where_it_runs
 def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, no_eigen: bool = True) -> Callable[..., Any]:
     """`fn`, failing with `ExerciseCheckError` when a call breaks the statement's rules.
 
@@ -81,12 +83,9 @@ def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, 
     `no_square`: do not form the `d x d` matrix (torch shapes, and memory for numpy);
     `no_eigen`: do not call an eigen-solver (torch or numpy).
 
-    A learner's function that runs in another process (the kernel of `make check-exercise`, see
-    `qklab.kernel_answers.KernelFunction`) has an `under_rules` method: the watch runs there, around
-    the computation, and not around the call that waits for it.
+    For a learner's function that runs in the kernel of `make check-exercise`, the watch runs
+    there, around the computation (`qklab.kernel_answers.watch_where_it_runs`).
     """
-    if callable(getattr(type(fn), "under_rules", None)):
-        return fn.under_rules(name=name, no_square=no_square, no_eigen=no_eigen)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from qklab.checks.core import Case, ExerciseCheckError, Mistake, check_function, check_value, exercise
 from qklab.checks.rules import obeying_rules
+from qklab.kernel_answers import watch_where_it_runs
 from qklab.spectrum import QK
 
 __all__ = [
@@ -212,6 +213,7 @@ def spectrum_moments_reference(W_Q: Tensor, W_K: Tensor) -> Tensor:
     return torch.stack([mean, second], dim=-1)
 
 
+@watch_where_it_runs  # under `make check-exercise`: in the kernel, where the learner's function builds its QK
 def refusing_qk(fn: Callable[..., object], *, name: str) -> Callable[..., object]:
     """`fn`, run so that building a `qklab.spectrum.QK` inside it raises `ExerciseCheckError`.
 
