@@ -22,11 +22,10 @@ from types import ModuleType
 from typing import Any
 
 from qklab.checks import localization as _localization
-from qklab.checks import locater as _locater
 from qklab.checks import spectrum as _spectrum
 from qklab.checks import training as _training
 
-__all__ = ["CheckSet", "training", "spectrum", "localization", "locater"]
+__all__ = ["CheckSet", "training", "spectrum", "localization"]
 
 
 class CheckSet:
@@ -80,11 +79,9 @@ class CheckSet:
         return f"<checks of {self._name}: {', '.join(dir(self))}>"
 
 
-#: Chapters 4, 9, 10 and 11.
+#: Chapters 4, 9 and 10.
 training = CheckSet.of(_training)
 #: Chapter 6; the two heads of Exercise 6.1 are its input, used by the chapter after the check.
 spectrum = CheckSet.of(_spectrum, inputs=("zero_count_heads", "ZERO_COUNT_HEADS"))
 #: Chapter 7.
 localization = CheckSet.of(_localization)
-#: Chapter 10's capstone.
-locater = CheckSet.of(_locater)

@@ -1,4 +1,4 @@
-"""Checks for chapter 10 (`chapters/10_locater`): the statistics a LocAteR penalty may use (not the capstone).
+"""Checks for chapter 10 (`chapters/10_locater`): the statistics a LocAteR penalty may use.
 
 - `check_unsafe_value(value)` (ex-unsafe-value): `tr(W^2)/n - m^2` of a scaled rotation block
   (`UNSAFE_EXAMPLE`), a negative number: why that statistic cannot be a penalty;
@@ -6,8 +6,7 @@
   `||W_sym||_F^2/d - m^2` from the trace identities, as
   `qklab.regularizers.locater_per_head(..., form="symmetric")`.
 
-Not here: the regulariser itself (`qklab.regularizers`); the capstone check of the same chapter
-(`qklab.checks.locater`).
+Not here: the regulariser itself (`qklab.regularizers`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Chapters 6 and 10 ask for statistics of `W = W_Q W_K^T` (`d x d`) computed from 
 What is not caught: a solution that forms the matrix one row at a time and drops each row (it
 never holds `W`, so it does not break the letter of the rule), and code in a C extension the
 hooks cannot see. Used by `qklab.checks.spectrum` (ex-trace-moments) and
-`qklab.checks.penalty_statistics` / `qklab.checks.locater` (chapter 10).
+`qklab.checks.penalty_statistics` (chapter 10).
 """
 
 from __future__ import annotations
