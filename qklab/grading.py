@@ -24,12 +24,14 @@ tensor of its values). A kernel that does not answer (a cell that changed how ce
 kernel, a timeout) fails the exercise. Every check cell must be present and unchanged against
 the chapter (a deleted, commented-out or edited check cell fails, naming the exercise).
 
-What it does not guarantee. (1) The rules a statement sets on *how* to compute ("do not form the
-d x d matrix", "no eigen-solver", `qklab.checks.rules`) are watched where the computation runs,
-in the kernel, around each call of the learner's function: a learner who patches the kernel (the
-watch's module, torch's function modes, `tracemalloc`) can fool the rule watch, but not the
-comparison of the results. Likewise the check that a function leaves its arguments unchanged
-reads the arguments back from the kernel. (2) The learner's function can compute its answer
+What it does not guarantee. (1) What a check learns about *how* a function computes is watched
+where the computation runs, in the kernel, around each call of the learner's function
+(`qklab.kernel_answers.watch_where_it_runs`): the rules a statement sets ("do not form the d x d
+matrix", "no eigen-solver", `qklab.checks.rules`) and the refusal of the package's answer (6.3
+may not build `qklab.spectrum.QK`). A learner who patches the kernel (the watch's module,
+torch's function modes, `tracemalloc`) can fool those watches, but not the comparison of the
+results. Likewise the check that a function leaves its arguments unchanged reads the arguments
+back from the kernel after the call. (2) The learner's function can compute its answer
 any way it likes, including by calling the package's reference implementation (`qklab` is
 installed in the kernel): the grader checks what was computed, not how it was found. (3) The
 grader trusts the course's files: the chapter the notebook is checked against and the package
@@ -78,6 +80,7 @@ from qklab.exercises import (
     Exercise,
     book_index,
     exercises_of,
+    import_statements,
     learner_notebook,
     solution_blocks,
     source_of,
@@ -318,20 +321,8 @@ def _match_check_cells(learner: Any, expected: Any, exercises: list[Exercise]):
 
 def _reimports(chapter: Any, upto: int, names: set[str]) -> str:
     """The chapter's import statements above cell `upto` that bind any of `names`."""
-    out = []
-    for cell in chapter.cells[:upto]:
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            tree = ast.parse(source_of(cell))
-        except SyntaxError:
-            continue
-        for stmt in tree.body:
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                bound = {(a.asname or a.name).split(".")[0] for a in stmt.names}
-                if bound & names:
-                    out.append(ast.unparse(stmt))
-    return "\n".join(out)
+    return "\n".join(ast.unparse(stmt) for stmt in import_statements(chapter.cells[:upto])
+                     if {(a.asname or a.name).split(".")[0] for a in stmt.names} & names)
 
 
 def _error_of(cell: Any) -> tuple[str, str] | None:
