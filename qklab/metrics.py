@@ -1,7 +1,8 @@
 """How peaked is attention, and how alike are the tokens? (chapter 2)
 
 Pattern metrics (input: an attention pattern `A`, rows summing to 1):
-`attention_entropy`, `support_size`, `diagonal_mass`.
+`attention_entropy`, `support_size`, `diagonal_mass`, and `induction_score` (with the token ids:
+the attention on the key after an earlier occurrence of the query's token, chapter 11).
 
 Token metrics (input: token representations `X`, `(..., T, d)`): `token_residual` (Dong et al.
 2021, with the token mean), `token_cosine` (Noci et al. 2022), `effective_rank`
@@ -24,6 +25,7 @@ __all__ = [
     "attention_entropy",
     "support_size",
     "diagonal_mass",
+    "induction_score",
     "token_residual",
     "token_cosine",
     "effective_rank",
@@ -115,6 +117,41 @@ def diagonal_mass(pattern: Tensor) -> Tensor:
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"diagonal_mass needs square patterns (..., T, T), got {tuple(A.shape)}")
     return torch.diagonal(A, dim1=-2, dim2=-1).mean(dim=-1)
+
+
+def induction_score(pattern: Tensor, tokens: Tensor) -> Tensor:
+    """Mean attention of the second half's queries on their induction targets, `(...)` (chapter 11).
+
+    For a query at position `i >= T // 2` (positions counted from 0) whose token occurred before, at
+    positions `j < i`, the induction targets are the keys `j + 1` right after those occurrences (the
+    tokens that followed it last time; several occurrences give several targets). The score of a row
+    is the attention on its targets together; the score of a pattern is the mean over its counted
+    rows: 1 for a head that looks only at the targets. Queries of the second half whose token is new
+    are left out; a pattern with no counted query gives NaN. On `qklab.data.InductionTask`, whose
+    sequences repeat their first half, every repeated token counts.
+
+    Args:
+        pattern: `(..., T, T)` attention patterns (rows summing to 1), causal or not.
+        tokens: `(..., T)` integer token ids, broadcastable to `pattern.shape[:-1]` (one sequence for
+            all the heads of a layer: `tokens[:, None]` against `(B, H, T, T)`).
+    """
+    A = _check_pattern(pattern)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"induction_score needs square patterns (..., T, T), got {tuple(A.shape)}")
+    if not isinstance(tokens, Tensor) or tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(f"tokens must be an integer tensor of token ids, got {type(tokens).__name__}"
+                        + (f" of dtype {tokens.dtype}" if isinstance(tokens, Tensor) else ""))
+    T = A.shape[-1]
+    if tokens.shape[-1] != T:
+        raise ValueError(f"tokens has {tokens.shape[-1]} positions, the patterns {T} (tokens {tuple(tokens.shape)}, pattern {tuple(A.shape)})")
+    earlier = torch.ones(T, T, dtype=torch.bool, device=A.device).tril(-1)  # [i, j]: j < i
+    seen = (tokens.unsqueeze(-1) == tokens.unsqueeze(-2)) & earlier  # (..., T, T): token j equals token i, j < i
+    targets = torch.zeros_like(seen)
+    targets[..., 1:] = seen[..., :-1]  # key k = j + 1 is a target of query i
+    counted = seen.any(dim=-1)
+    counted[..., : T // 2] = False  # the first half's queries do not count
+    mass = (A * targets).sum(dim=-1)  # (..., T): attention on the targets
+    return (mass * counted).sum(dim=-1) / counted.sum(dim=-1)
 
 
 def _composite_norm(M: Tensor) -> Tensor:

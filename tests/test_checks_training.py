@@ -6,7 +6,6 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from qklab.checks import training as tc
 from qklab.checks.core import ExerciseCheckError
@@ -213,31 +212,3 @@ def test_symmetric_penalty_right_answers_pass(capsys):
 def test_each_symmetric_mistake_is_recognised(mistake):
     with pytest.raises(ExerciseCheckError, match=_label_pattern(mistake.label)):
         tc.check_symmetric_penalty(mistake.fn)
-
-
-# --- chapter 11 ----------------------------------------------------------------------------------
-
-def test_layernorm_norm_matches_torch(capsys):
-    d = 32
-    x = torch.randn(5, d, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    norms = F.layer_norm(x, (d,), eps=0.0).norm(dim=-1)
-    assert torch.allclose(norms, torch.full((5,), math.sqrt(d), dtype=torch.float64))
-    tc.check_layernorm_norm(math.sqrt(d), d)
-    assert "\u2713" in capsys.readouterr().out
-    for wrong, label in ((1.0, "unit length"), (32.0, "squared norm"), (math.sqrt(31), "unbiased")):
-        with pytest.raises(ExerciseCheckError, match=re.escape(label)):
-            tc.check_layernorm_norm(wrong, d)
-
-
-def test_embedding_norm_matches_simulation(capsys):
-    d, std = 32, 0.02
-    g = torch.Generator().manual_seed(5)
-    x = std * torch.randn(20000, d, generator=g, dtype=torch.float64) + std * torch.randn(20000, d, generator=g, dtype=torch.float64)
-    rms = float(x.pow(2).sum(-1).mean().sqrt())
-    assert abs(rms / (std * math.sqrt(2 * d)) - 1) < 0.01
-    tc.check_embedding_norm(std * math.sqrt(2 * d), d, std)
-    assert "\u2713" in capsys.readouterr().out
-    for wrong, label in ((std * math.sqrt(d), "token embedding alone"), (std, "one coordinate"),
-                         (2 * std * math.sqrt(d), "norms added"), (math.sqrt(d), "LayerNorm came first")):
-        with pytest.raises(ExerciseCheckError, match=re.escape(label)):
-            tc.check_embedding_norm(wrong, d, std)

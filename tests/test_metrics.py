@@ -121,3 +121,44 @@ def test_token_metric_errors():
         token_residual(torch.randn(3, 3), norm="l2")
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         token_residual(torch.randn(3))
+
+
+# --- induction_score (chapter 11) -------------------------------------------------------------------
+
+def _induction_score_loop(A, tokens):
+    """Brute force, one query at a time: the mass on the keys right after earlier occurrences."""
+    T = len(tokens)
+    rows = []
+    for i in range(T // 2, T):
+        targets = {j + 1 for j in range(i) if tokens[j] == tokens[i]}
+        if targets:
+            rows.append(sum(float(A[i, k]) for k in targets))
+    return sum(rows) / len(rows) if rows else float("nan")
+
+
+def test_induction_score_against_a_loop_batched_and_broadcast_over_heads():
+    from qklab.metrics import induction_score
+
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 4, (2, 11), generator=g)  # a small vocabulary: many repeats, in both halves
+    logits = torch.randn(2, 3, 11, 11, generator=g, dtype=torch.float64)
+    A = torch.softmax(logits.masked_fill(torch.ones(11, 11).triu(1).bool(), float("-inf")), dim=-1)  # (2, 3, 11, 11)
+    got = induction_score(A, tokens[:, None])  # (2, 3): tokens shared by the heads
+    assert got.shape == (2, 3)
+    for b in range(2):
+        for h in range(3):
+            assert float(got[b, h]) == pytest.approx(_induction_score_loop(A[b, h], tokens[b].tolist()), rel=1e-12)
+
+
+def test_induction_score_of_a_perfect_head_and_bad_input():
+    from qklab.metrics import induction_score
+
+    tokens = torch.tensor([5, 2, 7, 1, 5, 2, 7, 1])
+    A = torch.zeros(8, 8, dtype=torch.float64)
+    A[torch.arange(8), torch.tensor([0, 0, 0, 0, 1, 2, 3, 4])] = 1.0  # from the repeat on: the key after the first occurrence
+    assert float(induction_score(A, tokens)) == 1.0
+    assert math.isnan(float(induction_score(A, torch.arange(8))))  # no repeated token: nothing to count
+    with pytest.raises(TypeError, match="integer"):
+        induction_score(A, tokens.double())
+    with pytest.raises(ValueError, match="positions"):
+        induction_score(A, tokens[:7])

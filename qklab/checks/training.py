@@ -1,4 +1,4 @@
-"""The checks of the training chapters 4, 9, 10 and 11, under one name (`qklab.checks.training`).
+"""The checks of the training chapters 4, 9 and 10, under one name (`qklab.checks.training`).
 
 The chapters import `from qklab.checks import training as checks`; the checks themselves live in
 modules named after their concepts, and this module only gathers their public names:
@@ -6,9 +6,9 @@ modules named after their concepts, and this module only gathers their public na
 - chapter 4: `qklab.checks.entropy_bounds` (`check_causal_max_entropy`, `check_entropy_bound`)
   and `qklab.checks.power_iteration` (`check_power_step`);
 - chapter 9: `qklab.checks.head_stats` (`check_head_stats`, `check_mimetic_kappa`);
-- chapter 10: `qklab.checks.penalty_statistics` (`check_unsafe_value`, `check_symmetric_penalty`;
-  the capstone's check is `qklab.checks.locater`, not gathered here);
-- chapter 11: `qklab.checks.token_norms` (`check_layernorm_norm`, `check_embedding_norm`).
+- chapter 10: `qklab.checks.penalty_statistics` (`check_unsafe_value`, `check_symmetric_penalty`).
+
+Chapter 11's check is `qklab.checks.induction`.
 
 `tests/test_checks_training.py` feeds every typical wrong answer of these modules back in.
 """
@@ -39,7 +39,6 @@ from qklab.checks.penalty_statistics import (
     unsafe_example_matrix,
 )
 from qklab.checks.power_iteration import POWER_MISTAKES, check_power_step, power_step_reference
-from qklab.checks.token_norms import check_embedding_norm, check_layernorm_norm
 
 __all__ = [
     "causal_max_entropy",
@@ -62,6 +61,4 @@ __all__ = [
     "symmetric_penalty_reference",
     "SYMMETRIC_MISTAKES",
     "check_symmetric_penalty",
-    "check_layernorm_norm",
-    "check_embedding_norm",
 ]
