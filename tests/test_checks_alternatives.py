@@ -128,10 +128,6 @@ def half_entropy_linear_bisection(X, B):
     return torch.tensor((lo + hi) / 2)
 
 
-def regions_where(entropy, residual, localization):
-    return torch.where(residual < 0.5, 0, torch.where(entropy < 0.25, 1, torch.where(localization < 4, 2, 3)))
-
-
 def moments_eigvals(W_Q, W_K):
     lam = torch.linalg.eigvals(W_K.mT @ W_Q)  # the core's eigenvalues; the d - d_h others are 0
     d = W_Q.shape[-2]
@@ -163,7 +159,6 @@ RIGHT = [
     (ct.check_head_stats, head_stats_formed),
     (ct.check_power_step, power_step_float_sigma),
     (cc.check_half_entropy_scale, half_entropy_linear_bisection),
-    (cc.check_collapse_regions, regions_where),
     (cs.check_core_eigenvalues, core_eigenvalues_numpy),
 ]
 
@@ -191,9 +186,8 @@ def test_right_answers_written_differently_pass(check, answer, capsys):
     [(lambda v: cs.check_zero_counts(v, 40), np.int64(36)),
      (lambda v: cm.check_causal_uniform_ratio(v, T=8), sum(math.log(i) for i in range(1, 9)) / 8 / math.log(8)),
      (lambda v: ct.check_causal_max_entropy(v, T=32), torch.lgamma(torch.tensor(33.0)) / 32),
-     (ct.check_unsafe_value, (np.linalg.eigvals(ct.unsafe_example_matrix().numpy()) ** 2).sum() / 4),  # complex, imag 0
-     (lambda v: ct.check_layernorm_norm(v, d=32), torch.nn.LayerNorm(32, elementwise_affine=False, eps=0.0)(torch.randn(32, dtype=torch.float64)).norm())],
-    ids=["np.int64", "1-based sum", "float32 lgamma", "complex eigvals", "LayerNorm measured"],
+     (ct.check_unsafe_value, (np.linalg.eigvals(ct.unsafe_example_matrix().numpy()) ** 2).sum() / 4)],  # complex, imag 0
+    ids=["np.int64", "1-based sum", "float32 lgamma", "complex eigvals"],
 )
 def test_right_numbers_in_other_forms_pass(check, value):
     check(value)

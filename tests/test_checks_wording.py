@@ -37,8 +37,14 @@ def test_a_more_negative_value_is_not_called_too_large():
 
 
 def test_a_wrong_code_is_not_a_factor_and_float_codes_fail():
-    from qklab.checks.collapse import check_collapse_regions
+    from qklab.checks.core import Case, check_function
     from qklab.collapse import collapse_regions
+
+    g = torch.Generator().manual_seed(0)
+    points = [Case("40 points", tuple(torch.rand(40, generator=g, dtype=torch.float64) * s for s in (1.0, 1.0, 8.0)))]
+
+    def check_collapse_regions(fn):  # an integer-valued answer: region codes
+        check_function(fn, collapse_regions, points, name="collapse_regions", axis_names=("point",))
 
     def one_code_off(entropy, residual, localization):
         codes = collapse_regions(entropy, residual, localization)

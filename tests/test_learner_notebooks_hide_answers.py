@@ -151,10 +151,8 @@ NUMBER_ANSWERS: dict[str, tuple[list[float], float, float]] = {  # label: (value
     # 8.3 accepts 5 % (an approximation checked against a measurement); scanned at 2 %, the digits a
     # learner would copy: the map's axis limit 1.1 (3 % off) gives nothing away.
     "ex-own-key-bias": ([math.exp(0.5**2 / 2)], 0.02, 1e-6),
-    "ex-layernorm-norm": ([math.sqrt(32)], 1e-3, 1e-6),
-    "ex-embedding-norm": ([0.02 * math.sqrt(2 * 32)], 1e-3, 1e-6),
 }
-CODE_ANSWERS = {"ex-predict-regions": (0, 3, 1, 0, 2, 1)}  # 8.4: the measured regions of the six heads
+CODE_ANSWERS = {"ex-predict-regions": (0, 3, 1, 0, 2, 1)}  # 8.2: the measured regions of the six heads
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
 
 

@@ -5,8 +5,8 @@ Each `check_*` compares the reader's function (or number) with the reference of
 listed as `Mistake`s (tested in `tests/test_checks_collapse.py`).
 
 Chapter 3: `check_stack_residuals`, `check_running_products`, `check_uniform_causal_residual`.
-Chapter 5: `check_mean_normalized_entropy`, `check_half_entropy_scale`.
-Chapter 8: `check_localization`, `check_qk_from_scale_kappa`, `check_collapse_regions`.
+Chapter 5: `check_half_entropy_scale` (and `mean_normalized_entropy_reference`, the sweep's metric it bisects).
+Chapter 8: `check_localization`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from qklab.checks.core import Case, ExerciseCheckError, Mistake, _as_number, che
 from qklab.collapse import (
     _band,
     attention_stack_residuals,
-    collapse_regions,
     localization,
-    qk_from_scale_kappa,
     qk_pattern,
     random_stochastic,
     running_products,
@@ -37,13 +35,10 @@ __all__ = [
     "check_running_products",
     "check_uniform_causal_residual",
     "uniform_causal_residual_reference",
-    "check_mean_normalized_entropy",
     "mean_normalized_entropy_reference",
     "check_half_entropy_scale",
     "half_entropy_scale_reference",
     "check_localization",
-    "check_qk_from_scale_kappa",
-    "check_collapse_regions",
 ]
 
 
@@ -190,48 +185,6 @@ def mean_normalized_entropy_reference(X: Tensor, W: Tensor) -> Tensor:
     return attention_entropy(qk_pattern(X, W), normalize="log_T")
 
 
-def _entropy_variant(*, scale: bool = True, dim: int = -1, log_base: float = math.e, by: str = "T",
-                     transpose_W: bool = False) -> Callable[..., Tensor]:
-    def fn(X: Tensor, W: Tensor) -> Tensor:
-        S = X @ (W.transpose(-2, -1) if transpose_W else W) @ X.transpose(-2, -1)
-        if scale:
-            S = S / math.sqrt(X.shape[-1])
-        A = torch.softmax(S, dim=dim)
-        H = -torch.special.xlogy(A, A).sum(dim=-1) / math.log(log_base)
-        norm = {"T": math.log(X.shape[-2]), "d": math.log(X.shape[-1]), "none": 1.0}[by]
-        return (H / norm).mean()
-
-    return fn
-
-
-_ENTROPY_MISTAKES = [
-    Mistake("a missing 1/sqrt(d) in the scores", _entropy_variant(scale=False), "scores are X W X^T / sqrt(d)."),
-    # On a square pattern (self-attention: T queries, T keys) W transposed gives the same number as
-    # the softmax over the queries on every input (the sum of all p log p of A^T): one mistake.
-    Mistake("softmax over the queries (dim=-2), or W transposed (X W^T X^T): the two give the same number",
-            _entropy_variant(dim=-2),
-            "each row (query) must sum to 1: softmax over dim=-1, with S_ij = x_i^T W x_j, the query x_i on the left: "
-            "X @ W @ X.transpose(-2, -1)."),
-    Mistake("an entropy that is not normalised", _entropy_variant(by="none"), "divide each row's entropy by log T."),
-    Mistake("a normalisation by log d instead of log T", _entropy_variant(by="d"), "the largest entropy of a row over T keys is log T, whatever d is."),
-    Mistake("the entropy in bits divided by log T in nats", _entropy_variant(log_base=2.0, by="T"),
-            "use natural logarithms for both, or any one base for both."),
-]
-
-
-@exercise("ex-sweep-entropy", hint="A = softmax(X W X^T / sqrt(d), dim=-1); H_i = -sum_j A_ij log A_ij; return mean(H_i) / log T.")
-def check_mean_normalized_entropy(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Chapter 5, exercise `ex-sweep-entropy`: `fn(X, W) -> ()`, the mean of `H_i / log T`."""
-    cases = [
-        Case("T = 5, d = 3, W = 0 (uniform attention: 1)", (gaussian((5, 3), seed=1), torch.zeros(3, 3, dtype=torch.float64))),
-        Case("T = 6, d = 4, a random symmetric W", (gaussian((6, 4), seed=2), random_qk(4, 0.0, 2.0, seed=3, dtype=torch.float64))),
-        Case("a batch of 3 sequences, T = 7, d = 2", (gaussian((3, 7, 2), seed=4), random_qk(2, 1.0, 1.0, seed=5, dtype=torch.float64))),
-        Case("a non-symmetric W, T = 6, d = 3", (gaussian((6, 3), seed=9), gaussian((3, 3), seed=10, std=2.0))),
-        Case("large logits (W = 50 I): nearly one-hot", (gaussian((4, 3), seed=6), 50 * torch.eye(3, dtype=torch.float64))),
-    ]
-    check_function(fn, mean_normalized_entropy_reference, cases, name="mean_normalized_entropy", mistakes=_ENTROPY_MISTAKES)
-
-
 def half_entropy_scale_reference(X: Tensor, B: Tensor, lo: float = 1e-3, hi: float = 1e3, steps: int = 40) -> float:
     """The scale `r` at which `mean_normalized_entropy(X, r B)` crosses 1/2, by bisection on `log r`."""
     f = lambda r: float(mean_normalized_entropy_reference(X, r * B)) - 0.5  # noqa: E731
@@ -331,79 +284,3 @@ def check_localization(fn: Callable[..., Tensor]) -> None:
         Case("the identity (all mass on the query), window 1", (torch.eye(4, dtype=torch.float64),)),
     ]
     check_function(fn, localization, cases, name="localization", mistakes=_LOCALIZATION_MISTAKES, axis_names=("pattern",))
-
-
-def _qk_variant(mean_of: Callable[[float, float], float], std_of: Callable[[float, float], float], exact: bool = True):
-    def fn(d: int, r: float, kappa: float, seed: int) -> Tensor:
-        return random_qk(d, mean=mean_of(r, kappa), std=std_of(r, kappa), seed=seed, exact=exact, dtype=torch.float64)
-
-    return fn
-
-
-_QK_MISTAKES = [
-    Mistake("the mean set to kappa instead of kappa * r", _qk_variant(lambda r, k: k, lambda r, k: r * math.sqrt(1 - k * k)),
-            "kappa = m / r, so m = kappa * r."),
-    Mistake("the spread r (1 - kappa) instead of r sqrt(1 - kappa^2)", _qk_variant(lambda r, k: k * r, lambda r, k: r * (1 - k)),
-            "r^2 = m^2 + s^2, so s = sqrt(r^2 - m^2) = r sqrt(1 - kappa^2)."),
-    Mistake("the spread r sqrt(1 - kappa) instead of r sqrt(1 - kappa^2)", _qk_variant(lambda r, k: k * r, lambda r, k: r * math.sqrt(1 - k)),
-            "r^2 = m^2 + s^2, so s = r sqrt(1 - kappa^2)."),
-    Mistake("random_qk without exact=True", _qk_variant(lambda r, k: k * r, lambda r, k: r * math.sqrt(1 - k * k), exact=False),
-            "pass exact=True so the sample mean and spread are exactly m and s."),
-]
-
-
-@exercise("ex-scale-kappa", hint="random_qk(d, mean=kappa * r, std=r * sqrt(1 - kappa^2), seed=seed, exact=True, dtype=torch.float64).")
-def check_qk_from_scale_kappa(fn: Callable[..., Tensor]) -> None:
-    """Chapter 8, exercise `ex-scale-kappa`: `fn(d, r, kappa, seed) -> (d, d)`."""
-    cases = [
-        Case("d = 8, r = 0.5, kappa = 0.6", (8, 0.5, 0.6, 1)),
-        Case("d = 5, r = 2, kappa = 0 (zero mean)", (5, 2.0, 0.0, 2)),
-        Case("d = 6, r = 1, kappa = 1 (W = I)", (6, 1.0, 1.0, 3)),
-        Case("d = 16, r = 0.3, kappa = 0.9", (16, 0.3, 0.9, 4)),
-        Case("d = 7, r = 1.5, kappa = -0.5 (negative mean)", (7, 1.5, -0.5, 5)),
-    ]
-    check_function(fn, qk_from_scale_kappa, cases, name="qk_from_scale_kappa", mistakes=_QK_MISTAKES, atol=1e-8,
-                   axis_names=("row", "column"))
-
-
-def _regions_variant(order: tuple[str, ...], strict: bool = True) -> Callable[..., Tensor]:
-    def fn(entropy: Tensor, residual: Tensor, localization: Tensor) -> Tensor:
-        codes = torch.full(entropy.shape, 3, dtype=torch.int64)
-        lt = (lambda a, b: a < b) if strict else (lambda a, b: a <= b)
-        tests = {"residual": (lt(residual, 0.5), 0), "entropy": (lt(entropy, 0.25), 1), "localization": (lt(localization, 4.0), 2)}
-        for key in reversed(order):  # the first of `order` is applied last, so it wins
-            mask, code = tests[key]
-            codes[mask] = code
-        return codes
-
-    return fn
-
-
-def _regions_reference(entropy: Tensor, residual: Tensor, localization: Tensor) -> Tensor:
-    return collapse_regions(entropy, residual, localization)
-
-
-_REGION_MISTAKES = [
-    Mistake("entropy collapse tested before rank collapse", _regions_variant(("entropy", "residual", "localization")),
-            "a point with both collapses counts as rank collapse (code 0): test the residual first."),
-    Mistake("thresholds with <= instead of <", _regions_variant(("residual", "entropy", "localization"), strict=False),
-            "a value exactly at a threshold does not collapse: use strict inequalities."),
-]
-
-
-@exercise("ex-regions", hint="start from 3 everywhere, then set 2 where localization < 4, 1 where entropy < 0.25, "
-          "0 where residual < 0.5 (in that order).")
-def check_collapse_regions(fn: Callable[..., Tensor]) -> None:
-    """Chapter 8, exercise `ex-regions`: `fn(entropy, residual, localization) -> int64 codes 0..3`."""
-    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    cases = [
-        Case("one point of each region", (t(0.99, 0.10, 0.90, 0.60), t(0.10, 0.99, 0.90, 0.95), t(1.0, 60.0, 1.5, 20.0))),
-        Case("both collapses at once, and values exactly at the thresholds",
-             (t(0.10, 0.25, 0.80, 0.80), t(0.30, 0.90, 0.50, 0.90), t(1.0, 10.0, 10.0, 4.0))),
-        Case("a 2 x 2 map", (t(0.9, 0.1, 0.5, 0.2).reshape(2, 2), t(0.2, 0.9, 0.9, 0.9).reshape(2, 2), t(2.0, 50.0, 3.0, 9.0).reshape(2, 2))),
-        # Every pair of conditions at once, so that every order of the three tests gives another map:
-        # entropy collapse with a low localization (a peak on a far key), rank collapse with each.
-        Case("points meeting two or three conditions at once",
-             (t(0.10, 0.10, 0.90, 0.10, 0.60), t(0.90, 0.30, 0.30, 0.30, 0.90), t(2.0, 20.0, 2.0, 2.0, 2.0))),
-    ]
-    check_function(fn, _regions_reference, cases, name="collapse_regions", mistakes=_REGION_MISTAKES, axis_names=("point",))

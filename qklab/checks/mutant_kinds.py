@@ -38,7 +38,8 @@ class Spec:
     (None: not a batched tensor), `pack`/`unpack` turn a structured output (a tuple) into one
     tensor and back, `agree(a, b, case)` says whether two outputs are the same answer (default:
     close, same shape, integers stay integers). For value exercises, `value_at(k)` gives the
-    answer with the exercise's size off by `k` (off-by-one mutants).
+    answer with the exercise's size off by `k` (off-by-one mutants), and `value_rtol` the tolerance of a
+    prediction that the check accepts (a mutant within it is equivalent, not wrong).
     """
 
     label: str
@@ -58,6 +59,7 @@ class Spec:
     value_sizes: tuple[float, float] = (1.0, 1.0)
     reasons: dict[str, str] = field(default_factory=dict)  # why a mutant is equivalent, by name
     batched: bool = True  # the statement allows leading batch axes
+    value_rtol: float = 0.0  # a prediction checked within this relative tolerance: a mutant inside it is the same prediction
 
     @property
     def is_function(self) -> bool:

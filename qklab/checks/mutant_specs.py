@@ -1,6 +1,6 @@
 """The exercises as the mutation harness (`qklab.checks.mutants`) sees them: `SPECS`.
 
-One `Spec` per exercise of the book (32): the check, the reference answer in the learner's
+One `Spec` per exercise of the book (31): the check, the reference answer in the learner's
 signature, valid inputs of the harness's own (`probes`: shape families, both signs, the
 magnitudes the statement names; never the check's cases), the exercise's `d` and `n`, and the
 mutants that belong to that exercise only (a term negated, a finite stand-in for `-inf`, another
@@ -10,7 +10,6 @@ check whose cases cover one sign or one shape family only lets a mutant through 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -19,27 +18,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qklab.attention import attn_scores, pattern, sparsemax
+from qklab.attention import attn_scores, output_query_jacobian, pattern, sparsemax
 from qklab.checks import attention as ca
 from qklab.checks import collapse as cc
 from qklab.checks import contraction as ck
 from qklab.checks import entropy_bounds as ce
+from qklab.checks import gradients as cgrad
 from qklab.checks import head_stats as ch
+from qklab.checks import induction as cind
 from qklab.checks import intro as ci
 from qklab.checks import localization as cl
-from qklab.checks import locater as cloc
 from qklab.checks import matched as cmat
+from qklab.checks import own_key as cown
 from qklab.checks import metrics as cm
 from qklab.checks import penalty_statistics as cp
 from qklab.checks import power_iteration as cpow
 from qklab.checks import regions as creg
 from qklab.checks import snr as csnr
 from qklab.checks import spectrum as cs
-from qklab.checks import token_norms as ct
 from qklab.checks.core import Case, gaussian
 from qklab.checks.mutant_kinds import Mutant, Spec
-from qklab.collapse import attention_stack_residuals, collapse_regions, localization, qk_from_scale_kappa, random_stochastic, running_products
-from qklab.metrics import effective_rank, token_residual
+from qklab.collapse import attention_stack_residuals, localization, random_stochastic, running_products
+from qklab.data import InductionTask
+from qklab.metrics import effective_rank, induction_score, token_residual
 from qklab.findings import value_at
 from qklab.theory import predicted_snr, predicted_snr_general
 
@@ -245,16 +246,22 @@ SPECS_CH4 = [
 
 # --- chapter 5 ---------------------------------------------------------------------------------------
 
-def _entropy_probe(X_shape: tuple[int, ...], W: Tensor, seed: int) -> Case:
-    return Case("probe", (g(X_shape, seed), W))
+def _jacobian_probe(T: int, d_h: int, d_v: int, seed: int, query_size: float, batch: tuple[int, ...] = ()) -> Case:
+    K, V = g((*batch, T, d_h), seed), g((*batch, T, d_v), seed + 1)
+    a = torch.softmax((K @ g((*batch, d_h), seed + 2, query_size).unsqueeze(-1)).squeeze(-1) / math.sqrt(d_h), dim=-1)
+    return Case("probe", (a, K, V))
 
 
 SPECS_CH5 = [
-    lambda: Spec("ex-sweep-entropy", "5.1", cc.check_mean_normalized_entropy, cc.mean_normalized_entropy_reference,
-                 lambda: [_entropy_probe((6, 4), g((4, 4), 501, 1.5), 500), _entropy_probe((2, 5, 3), g((3, 3), 503), 502),
-                          _entropy_probe((8, 2), -3 * torch.eye(2, dtype=f64), 504), _entropy_probe((4, 5), g((5, 5), 506, 4.0), 505)],
-                 sizes=lambda X, W: (X.shape[-1], X.shape[-2]), core_ndim=(2, 2),
-                 reasons={"abs of the output": "a normalised entropy is non-negative"}),
+    lambda: Spec("ex-query-jacobian", "5.1", cgrad.check_output_query_jacobian, output_query_jacobian,
+                 lambda: [_jacobian_probe(8, 3, 5, 500, 1.0), _jacobian_probe(4, 6, 2, 503, 3.0, (3,)),
+                          _jacobian_probe(6, 2, 2, 506, 0.5, (2, 2)), _jacobian_probe(1, 3, 4, 509, 1.0),
+                          _jacobian_probe(5, 5, 3, 512, 30.0)],
+                 sizes=lambda a, K, V: (K.shape[-1], K.shape[-2]), core_ndim=(1, 2, 2),
+                 extra=lambda: [Mutant("divided by d_h instead of sqrt(d_h)",
+                                       lambda a, K, V: output_query_jacobian(a, K, V) / math.sqrt(K.shape[-1])),
+                                Mutant("the weights a squared (a_j^2 in the sum)",
+                                       lambda a, K, V: cgrad._cov(a * a, K, V, (a.unsqueeze(-1) * K).sum(-2)))]),
     lambda: Spec("ex-half-entropy", "5.2", cc.check_half_entropy_scale, cc.half_entropy_scale_reference,
                  lambda: [Case("probe", (g((2, 8, 8), 510), torch.eye(8, dtype=f64))),
                           Case("probe", (g((3, 12, 6), 511), g((6, 6), 512)))],
@@ -389,25 +396,8 @@ SPECS_CH7 = [
 
 # --- chapter 8 --------------------------------------------------------------------------------------------
 
-def _regions_probes() -> list[Case]:
-    gen = torch.Generator().manual_seed(800)
-    u = lambda lo, hi, n=40: lo + (hi - lo) * torch.rand(n, generator=gen, dtype=f64)  # noqa: E731
-    at = lambda v, n=40: torch.where(torch.rand(n, generator=gen) < 0.25, torch.full((n,), v, dtype=f64), u(0, 2 * v, n))  # noqa: E731
-    return [Case("probe", (at(0.25), at(0.5), at(4.0))), Case("probe", (u(0, 1).reshape(5, 8), u(0, 1).reshape(5, 8), u(0, 10).reshape(5, 8)))]
-
-
 SPECS_CH8 = [
-    lambda: Spec("ex-scale-kappa", "8.1", cc.check_qk_from_scale_kappa, qk_from_scale_kappa,
-                 lambda: [Case("probe", (7, 0.8, 0.3, 11)), Case("probe", (10, 1.5, -0.4, 12)), Case("probe", (3, 0.2, 0.95, 13))],
-                 sizes=lambda d, r, kappa, seed: (d, d),
-                 reasons={"swap the last two axes of the output": "the W_QK of random_qk is symmetric"}),
-    lambda: Spec("ex-regions", "8.2", cc.check_collapse_regions, collapse_regions, _regions_probes,
-                 sizes=lambda e, r, l: (4.0, 4.0),
-                 extra=lambda: [Mutant(f"the tests in the order {' > '.join(order)}", cc._regions_variant(order))
-                                for order in itertools.permutations(("residual", "entropy", "localization"))
-                                if order != ("residual", "entropy", "localization")],
-                 reasons={"abs of the output": "codes are non-negative"}),
-    lambda: Spec("ex-localization", "8.3", cc.check_localization, localization,
+    lambda: Spec("ex-localization", "8.1", cc.check_localization, localization,
                  lambda: [Case("probe", (pattern(g((8, 8), 830, 2.0)),), {"window": 2}),
                           Case("probe", (pattern(g((2, 6, 6), 831, 2.0), causal=True),), {"window": 1, "causal": True}),
                           Case("probe", (pattern(g((9, 9), 832, 3.0)),), {"window": 3})],
@@ -431,12 +421,6 @@ SPECS_CH9 = [
 
 
 # --- chapter 10 ---------------------------------------------------------------------------------------------
-
-def _penalty_probes() -> list[Case]:
-    return [Case("probe", (g((10, 3), 1000), g((10, 3), 1001), 0.2, 5.0)),
-            Case("probe", (g((2, 3, 7, 2), 1002), g((2, 3, 7, 2), 1003), g((2, 3), 1004, 0.3), 0.5)),
-            Case("probe", (g((6, 2), 1005), -g((6, 2), 1005), -0.4, 1.0))]
-
 
 def _by_ppl(e: Tensor, p: Tensor, h: float) -> Tensor:
     """Read the curve with the points sorted by perplexity (np.interp needs increasing x: a wrong order)."""
@@ -462,7 +446,7 @@ def _matched_probes() -> list[Case]:
 
 
 SPECS_CH10 = [
-    lambda: Spec("ex-matched-entropy", "10.4", cmat.check_ppl_at_entropy, value_at, _matched_probes,
+    lambda: Spec("ex-matched-entropy", "10.3", cmat.check_ppl_at_entropy, value_at, _matched_probes,
                  sizes=lambda e, p, h: (e.shape[-1], e.shape[-1]), core_ndim=(1, 1), batched=False,
                  extra=lambda: [Mutant("the points sorted by perplexity instead of entropy",
                                        _by_ppl),
@@ -474,18 +458,33 @@ SPECS_CH10 = [
                  reasons={"abs of the output": "||W_sym||_F^2/d - m^2 is the variance of the real eigenvalues of W_sym: never negative"},
                  extra=lambda: [Mutant("right values, W formed in torch (against the rule)", _dense_penalty_torch("symmetric"), rule=True),
                                 Mutant("right values, W formed in numpy (against the rule)", _dense_penalty_numpy("symmetric"), rule=True)]),
-    lambda: Spec("ex-scale-mean-penalty", "10.3", cloc.check_scale_mean_penalty, cloc.scale_mean_penalty_reference, _penalty_probes,
-                 sizes=lambda W_Q, W_K, m0, mu: (W_Q.shape[-2], W_Q.shape[-1]), core_ndim=(2, 2),
-                 extra=lambda: [
-                     Mutant("right values, W formed in torch (against the rule)", _dense_penalty_torch("scale"), rule=True),
-                     Mutant("right values, W formed in numpy (against the rule)", _dense_penalty_numpy("scale"), rule=True),
-                     Mutant("right values, tr W from the core's eigenvalues (against the rule)",
-                            lambda W_Q, W_K, m0, mu: ((W_Q.mT @ W_Q) * (W_K.mT @ W_K)).sum((-2, -1)) / W_Q.shape[-2]
-                            + mu * (torch.linalg.eigvals(W_K.mT @ W_Q).sum(-1).real / W_Q.shape[-2] - m0) ** 2, rule=True),
-                     Mutant("the mean term subtracted", lambda W_Q, W_K, m0, mu: 2 * ((W_Q.mT @ W_Q) * (W_K.mT @ W_K)).sum((-2, -1)) / W_Q.shape[-2]
-                            - cloc.scale_mean_penalty_reference(W_Q, W_K, m0, mu)),
-                 ],
-                 reasons={"abs of the output": "the penalty is a sum of squares: non-negative"}),
+]
+
+
+# --- chapter 11 -----------------------------------------------------------------------------------------------
+
+def _induction_probe(shape: tuple[int, ...], vocab: int, seed: int, tokens_shape: tuple[int, ...] | None = None) -> Case:
+    T = shape[-1]
+    tokens = torch.randint(0, vocab, tokens_shape or (*shape[:-2], T), generator=torch.Generator().manual_seed(seed))
+    return Case("probe", (pattern(g(shape, seed, 2.0), causal=True), tokens))
+
+
+def _induction_task_probe(batch: int, T: int, seed: int) -> Case:
+    x, _ = InductionTask(vocab_size=8).batch("train", batch, T, torch.Generator().manual_seed(seed))  # (batch, T) token ids
+    return Case("probe", (pattern(g((batch, T, T), seed, 2.0), causal=True), x))
+
+
+SPECS_CH11 = [
+    lambda: Spec("ex-induction-score", "11.1", cind.check_induction_score, induction_score,
+                 lambda: [_induction_probe((12, 12), 3, 1100), _induction_probe((2, 9, 9), 4, 1101),
+                          _induction_probe((2, 3, 10, 10), 5, 1102, (2, 1, 10)), _induction_task_probe(3, 16, 1103),
+                          _induction_task_probe(2, 11, 1104)],
+                 sizes=lambda A, tokens: (A.shape[-1], A.shape[-1]), core_ndim=(2, 1),
+                 extra=lambda: [Mutant("the second half started one query early (i >= T/2 - 1)",
+                                       cind._variant(start=lambda T: T // 2 - 1)),
+                                Mutant("the mass on every earlier occurrence and the key after it",
+                                       lambda A, tok: cind._variant(shift=0)(A, tok) + induction_score(A, tok))],
+                 reasons={"abs of the output": "an attention mass is non-negative"}),
 ]
 
 
@@ -515,23 +514,26 @@ SPECS_VALUES = [
     lambda: Spec("ex-zero-eigenvalues", "6.1", lambda v: cs.check_zero_counts(*v), (36, 40),
                  value_at=lambda k: (36 + k, 40 + k), value_sizes=(48, 48),
                  reasons={f"{w} (value {i})": why for i in (1, 2) for w, why in (("abs", POSITIVE), ("rounded to an integer", INTEGER))}),
-    lambda: Spec("ex-predict-regions", "8.4", lambda v: creg.check_region_predictions(list(v)), creg.measured_regions(),
+    lambda: Spec("ex-predict-regions", "8.2", lambda v: creg.check_region_predictions(list(v)), creg.measured_regions(),
                  value_sizes=(64, 64),
                  extra=lambda: [Mutant(f"head {i + 1} predicted {c} instead", tuple(c if j == i else t for j, t in enumerate(creg.measured_regions())))
                                 for i in range(6) for c in range(4) if c != creg.measured_regions()[i]],
                  reasons={f"{w} (value {i})": why for i in range(1, 7) for w, why in
                           (("abs", "a code is non-negative"), ("rounded to an integer", "a code is an integer"))}),
+    lambda: Spec("ex-own-key-bias", "8.3", lambda v: cown.check_own_key_bias(*v), (math.exp(cown.OWN_KEY_R**2 / 2),),
+                 value_sizes=(64, 64), value_rtol=cown.OWN_KEY_RTOL,
+                 extra=lambda: [Mutant("e^(r^2/4) (the variances halved)", (math.exp(cown.OWN_KEY_R**2 / 4),)),
+                                Mutant("2 (the ratio of the variances)", (2.0,))],
+                 reasons={"scale by n/(n-1)": "T/(T - 1) = 64/63 moves the prediction by 1.6 %, inside the 5 % the "
+                                              "approximation's own error and the measurement's scatter need",
+                          "abs": POSITIVE}),
     lambda: Spec("ex-unsafe-value", "10.1", lambda v: cp.check_unsafe_value(*v), (-4.5,),
                  value_at=lambda k: (-18.0 / (4 + k),), value_sizes=(4, 4)),
-    lambda: Spec("ex-layernorm-norm", "11.1", lambda v: ct.check_layernorm_norm(*v, d=32), (math.sqrt(32),),
-                 value_at=lambda k: (math.sqrt(32 + k),), value_sizes=(32, 32), reasons={"abs": POSITIVE}),
-    lambda: Spec("ex-embedding-norm", "11.2", lambda v: ct.check_embedding_norm(*v, d=32, std=0.02), (0.02 * math.sqrt(64),),
-                 value_at=lambda k: (0.02 * math.sqrt(2 * (32 + k)),), value_sizes=(32, 32), reasons={"abs": POSITIVE}),
 ]
 
 _ORDER = ["0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4", "3.1", "3.2", "3.3", "3.4", "4.1", "4.2", "4.3", "5.1", "5.2",
-          "6.1", "6.2", "6.3", "7.1", "7.2", "7.3", "8.1", "8.2", "8.3", "8.4", "9.1", "9.2", "10.1", "10.2", "10.3", "10.4", "11.1", "11.2"]
+          "6.1", "6.2", "6.3", "7.1", "7.2", "7.3", "8.1", "8.2", "8.3", "9.1", "9.2", "10.1", "10.2", "10.3", "11.1"]
 
 _ALL = [_pattern_spec(), *(f() for f in (*SPECS_CH2, *SPECS_CH3, *SPECS_CH4, *SPECS_CH5, *SPECS_CH6, *SPECS_CH7, *SPECS_CH8,
-                                       *SPECS_CH9, *SPECS_CH10, *SPECS_VALUES))]
+                                       *SPECS_CH9, *SPECS_CH10, *SPECS_CH11, *SPECS_VALUES))]
 SPECS: list[Spec] = sorted(_ALL, key=lambda s: _ORDER.index(s.number))

@@ -352,7 +352,7 @@ def evaluate(spec: Spec) -> Result:
                 result.stillborn.append(mutant.name)
                 continue
         else:
-            differs = any(not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or type(a) is not type(b)
+            differs = any(not math.isclose(a, b, rel_tol=max(1e-9, spec.value_rtol), abs_tol=1e-12) or type(a) is not type(b)
                           for a, b in zip(mutant.answer, spec.reference))
         if not (differs or mutant.rule):
             result.equivalent.append((mutant.name, mutant.reason or spec.reasons.get(mutant.name, "equal to the reference on every valid input tried")))
