@@ -387,11 +387,12 @@ def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
         return check.import_error
     namespace = dict(check.imported)
     try:
-        for name in sorted(_cell_names(check.source).loaded - set(namespace)):
+        # A builtin the check cell uses stays the builtin, even if the notebook rebinds its name.
+        for name in sorted(_cell_names(check.source).loaded - set(namespace) - set(vars(builtins))):
             try:
                 namespace[name] = answers.fetch(name)
             except NameError:
-                pass  # a builtin; otherwise the check cell raises NameError, as in the notebook
+                pass  # the check cell raises NameError, as in the notebook
         with contextlib.redirect_stdout(io.StringIO()):  # a check's "passed" lines: the report says it
             exec(compile(check.source, "<check cell>", "exec"), namespace)
     except (Exception, KernelUnreachable) as err:  # noqa: BLE001 - the check's verdict, or why there is none

@@ -246,3 +246,22 @@ def test_an_exception_whose_builtin_base_wants_other_arguments_keeps_its_name(ke
     with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is what is checked
         answers.fetch("decode_it")()
     assert type(caught.value).__name__ == "Decoding" and "bad byte" in str(caught.value)
+
+
+def test_a_check_cell_uses_the_chapters_imports_and_the_builtins_not_the_notebooks(kernel):
+    """What a check cell calls is imported in the grading process as the chapter imports it; a
+    builtin stays the builtin; only the learner's names come from the kernel."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    namespace, answers = kernel
+    chapter = new_notebook(cells=[new_code_cell("from qklab.checks.core import check_value")])
+    check = grading._prepare_check(chapter, 1, "check_value(float(a), 2.0, name='a')")
+    _define(namespace, "a = 3.0\n"
+                       "check_value = lambda *args, **kwargs: None  # the learner's own 'check'\n"
+                       "float = lambda x: 2.0  # and a float that always gives the answer")
+    verdict = grading._judge(check, answers)
+    assert verdict is not None and verdict[0] == "ExerciseCheckError" and "your answer 3 is too large" in verdict[1]
+    _define(namespace, "a = 2.0")
+    assert grading._judge(check, answers) is None
+    del namespace["a"]
+    assert grading._judge(check, answers) == ("NameError", "name 'a' is not defined")

@@ -150,3 +150,16 @@ def test_a_watch_of_the_check_runs_in_the_kernel_around_the_learners_function(tm
     outcome = {o.exercise.label: o for o in report.outcomes}["ex-trace-moments"]
     assert outcome.status == "wrong" and "builds qklab's QK" in outcome.message, outcome.line()
     assert [o.status for o in report.outcomes if o is not outcome] == ["passed", "passed"]
+
+
+@pytest.mark.slow
+def test_all_runs_every_cell_and_the_checks_still_run_in_the_grader(tmp_path):
+    name = "00_how_to_use.ipynb"
+    path = _notebook(tmp_path, name, _solutions(name))
+    report = grading.grade(path, chapters_dir=ROOT / "chapters", everything=True, attempts_file=None)
+    assert report.cells_run == report.cells_total
+    assert [o.status for o in report.outcomes] == ["passed"], report.summary()
+    assert report.problems == []  # the chapter's demonstration of a failing check is expected to fail
+    wrong = grading.grade(_notebook(tmp_path, name, {"ex-uniform-entropy-solution": "uniform_entropy_T8 = 3.0"}),
+                          chapters_dir=ROOT / "chapters", everything=True, attempts_file=None)
+    assert [o.status for o in wrong.outcomes] == ["wrong"], wrong.summary()
