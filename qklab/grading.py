@@ -451,21 +451,23 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
         return {i: _prepare_check(chapter, chapter_index.get(cid, len(chapter.cells)), source_of(learner.cells[i]))
                 for cid, i in check_at.items()}
 
-    # Every check is imported here before the kernel runs a learner cell: in a thread, while the
-    # kernel starts and imports torch (two processes: on two cores at once).
-    importing = concurrent.futures.ThreadPoolExecutor(1)
-    checks_ready = importing.submit(import_the_checks)
-    importing.shutdown(wait=False)
-    client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-                            resources={"metadata": {"path": str(path.resolve().parent)}})
     if attempts_file is True:
         attempts_file = default_attempts_file()
-    with tempfile.TemporaryDirectory(prefix="qklab-grading-") as workdir, \
-            client.setup_kernel(stderr=subprocess.DEVNULL):  # stderr: not the kernel's TCP warning
-        client.execute_cell(nbformat.v4.new_code_cell("import torch"), 0)  # what every chapter imports first
-        checks = checks_ready.result()
-        with _command_line_hints(path, hints, attempts_file or None):
-            verdicts = _run_and_judge(client, learner, run, checks, Path(workdir), report, timeout)
+    verdicts: dict[int, tuple[str, str] | None] = {}
+    if run:  # (a notebook without exercises needs no kernel)
+        # Every check is imported here before the kernel runs a learner cell: in a thread, while
+        # the kernel starts and imports torch (two processes: on two cores at once).
+        importing = concurrent.futures.ThreadPoolExecutor(1)
+        checks_ready = importing.submit(import_the_checks)
+        importing.shutdown(wait=False)
+        client = NotebookClient(learner, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+                                resources={"metadata": {"path": str(path.resolve().parent)}})
+        with tempfile.TemporaryDirectory(prefix="qklab-grading-") as workdir, \
+                client.setup_kernel(stderr=subprocess.DEVNULL):  # stderr: not the kernel's TCP warning
+            client.execute_cell(nbformat.v4.new_code_cell("import torch"), 0)  # what every chapter imports first
+            checks = checks_ready.result()
+            with _command_line_hints(path, hints, attempts_file or None):
+                verdicts = _run_and_judge(client, learner, run, checks, Path(workdir), report, timeout)
 
     failed_exercise_cells = set()
     for ex in exercises:
