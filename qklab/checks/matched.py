@@ -68,6 +68,12 @@ def _cases() -> list[Case]:
         Case("h below every measured entropy (0.5)", (grid_e, grid_p, 0.5)),
         Case("h above every measured entropy (3.5)", (grid_e, grid_p, 3.5)),
         Case("two points, perplexity falling with entropy, h = 1.5", (t([1.0, 2.0]), t([6.0, 5.0]), 1.5)),
+        # The end points are measured: the curve is defined there (a strict inequality returns NaN).
+        Case("h on the smallest measured entropy (1.02), an end of the curve", (grid_e, grid_p, 1.02)),
+        Case("h on the largest measured entropy (3.20), the other end", (grid_e, grid_p, 3.20)),
+        # The statement allows arrays: the committed sweep may come as numpy.
+        Case("the five points as numpy arrays, h = 2.6", (grid_e.numpy(), grid_p.numpy(), 2.6)),
+        Case("the five points as numpy arrays, h above every entropy (3.5)", (grid_e.numpy(), grid_p.numpy(), 3.5)),
     ]
 
 

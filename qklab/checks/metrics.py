@@ -73,6 +73,12 @@ ENTROPY_CASES: tuple[Case, ...] = (
     Case("a uniform causal 6 x 6 pattern (zeros above the diagonal)", (_uniform_causal(6),)),
     Case("a batch of 2 sequences x 3 heads of 4 x 4 causal patterns", (torch.softmax(gaussian((2, 3, 4, 4), 2).masked_fill(torch.ones(4, 4).triu(1).bool(), -math.inf), dim=-1),)),
     Case("a single row over 5 keys, shape (1, 5)", (_random_pattern((1, 5), 3),)),
+    # A collapsed head (chapter 4): logits 30 apart, so the small weights are about 1e-13 and the
+    # entropy about 1e-11. Any epsilon inside the log (1e-12, not only Zhai et al.'s 1e-6) is
+    # then off by more than 1 %, where the exact entropy is still computed to every digit.
+    Case("a collapsed head: 3 rows of 8 keys with logits 30 apart (entropy about 1e-11)",
+         (torch.softmax(30.0 * (torch.arange(8, dtype=torch.float64) == 0).to(torch.float64).expand(3, 8)
+                        + gaussian((3, 8), 4, 0.5), dim=-1),)),
 )
 
 ENTROPY_MISTAKES: tuple[Mistake, ...] = (
@@ -97,6 +103,15 @@ ENTROPY_MISTAKES: tuple[Mistake, ...] = (
         lambda A: -(A * torch.log(A + 1e-6)).sum(-1).mean(),
         "close! This exercise asks for the exact entropy: use torch.special.xlogy(A, A), which gives 0 log 0 = 0 without an epsilon.",
     ),
+    *(
+        Mistake(
+            f"an epsilon inside the log, log(A + {eps:g}): off by about {eps:g} per row, as much as a collapsed head's whole entropy",
+            lambda A, eps=eps: -(A * torch.log(A + eps)).sum(-1).mean(),
+            "close! Any epsilon inside the log changes the entropy of a nearly one-hot row: use torch.special.xlogy(A, A), "
+            "which gives 0 log 0 = 0 without an epsilon.",
+        )
+        for eps in (1e-12, 1e-10, 1e-9, 1e-8)
+    ),
 )
 
 
@@ -109,7 +124,7 @@ def check_mean_row_entropy(fn, *, quiet: bool = False) -> None:
         ENTROPY_CASES,
         name="mean_row_entropy",
         mistakes=ENTROPY_MISTAKES,
-        atol=1e-8,
+        atol=1e-16,  # entropies near 1e-11 (the collapsed head) are compared to 1e-6 of their size
         rtol=1e-6,
         quiet=quiet,
     )
@@ -131,6 +146,10 @@ RESIDUAL_CASES: tuple[Case, ...] = (
     Case("one token, shape (1, 4)", (gaussian((1, 4), 12),)),
     Case("a batch of 3 sequences of 6 tokens in d = 4", (gaussian((3, 6, 4), 13),)),
     Case("6 tokens sharing a large offset (10 + noise)", (10.0 + gaussian((6, 4), 14),)),
+    # Tokens after many layers (chapter 3): nearly collapsed, residual about 1e-8. The formula
+    # sqrt(||X||^2 - T ||xbar||^2) cancels there: ||X||^2 and T ||xbar||^2 agree to 16 digits.
+    Case("6 nearly collapsed tokens (one token + noise of size 1e-8)",
+         (torch.ones(6, 1, dtype=torch.float64) * gaussian((1, 4), 15) + gaussian((6, 4), 16, 1e-8),)),
 )
 
 RESIDUAL_MISTAKES: tuple[Mistake, ...] = (
@@ -172,7 +191,7 @@ def check_relative_residual(fn, *, quiet: bool = False) -> None:
         name="relative_residual",
         mistakes=RESIDUAL_MISTAKES,
         axis_names=("sequence",),
-        atol=1e-8,
+        atol=1e-14,  # residuals near 1e-8 (nearly collapsed tokens) are compared to 1e-6 of their size
         rtol=1e-6,
         quiet=quiet,
     )
