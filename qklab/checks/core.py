@@ -142,7 +142,7 @@ def check_value(
     close = lambda a, b, k=1.0: math.isclose(a, b, rel_tol=rtol * k, abs_tol=atol * k)  # noqa: E731
     if close(number, expected):
         if not quiet:
-            print(f"\u2713 {name}: {number:.6g} is right.")
+            print(f"\u2713 {name}: your answer is right.")  # no number: the book shows this line under the exercise
         return
     message = f"{name}: your answer {number:.6g} is {describe_ratio(number, expected, scale=atol)}."
     named = [(label, why) for label, (wrong, why) in (mistakes or {}).items() if close(number, float(wrong), 0.1)]
@@ -328,6 +328,26 @@ def _difference(got: Any, expected: Tensor, atol: float, rtol: float, axis_names
     return sentence
 
 
+def _dtype_problem(got: Any, dtype: torch.dtype) -> str | None:
+    """A sentence when `got` is a tensor or numpy array of another dtype than `dtype`, the one the statement asks for.
+
+    A Python float is a double, so it counts as float64; anything else is left to `_difference`.
+    """
+    if isinstance(got, Tensor):
+        got_dtype = got.dtype
+    elif isinstance(got, (np.ndarray, np.generic)) and np.asarray(got).dtype.kind in "biufc":
+        got_dtype = torch.as_tensor(np.asarray(got)).dtype
+    elif isinstance(got, float):
+        got_dtype = torch.float64
+    else:
+        return None
+    if got_dtype == dtype:
+        return None
+    return (f"returned {_dtype_name(got_dtype)} values, but the exercise asks for {_dtype_name(dtype)}: "
+            f"compute in {_dtype_name(dtype)} (e.g. dtype=torch.{_dtype_name(dtype)} in torch.tensor and torch.arange, "
+            f"or convert the inputs first)")
+
+
 def _outputs(fn: Callable[..., Any], cases: Sequence[Case]) -> list[Any]:
     """`fn`'s output on every case; `_FAILED` where it raised."""
     out = []
@@ -391,6 +411,7 @@ def check_function(
     quiet: bool = False,
     axis_names: Sequence[str] = (),
     index_from: Sequence[int] = (),
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Compare `fn` with `reference` on every case; raise `ExerciseCheckError` on the first mismatch.
 
@@ -403,6 +424,9 @@ def check_function(
         axis_names: names of the output's trailing axes for messages, e.g. `("row", "key")`.
         index_from: the number of the first entry of each named axis in the statement (1 for
             `tau = 1..T`); 0 when not given.
+        dtype: the dtype the statement asks for (e.g. "the float64 tensor"): an output of another
+            dtype is refused with a message naming both, whatever its values. None (the default):
+            any float dtype whose values are within the tolerance passes.
 
     A typical mistake is named only when the reader's output equals that mistake's on every
     case (not only the failing one) and no other mistake's does: two formulas that coincide on
@@ -436,7 +460,8 @@ def check_function(
         expected = _call(reference, case)
         expected_t = expected.detach() if isinstance(expected, Tensor) else torch.as_tensor(expected)
         changed = _modified_inputs(case, args, kwargs, _arg_names(reference, case))
-        problem = _difference(got, expected_t, atol, rtol, axis_names, index_from)
+        problem = (dtype is not None and _dtype_problem(got, dtype)) or \
+            _difference(got, expected_t, atol, rtol, axis_names, index_from)
         if problem is None and not changed:
             continue
         in_place = (

@@ -222,4 +222,5 @@ def check_predicted_snr(fn: Callable[[float, float, int, int], Tensor]) -> None:
         rtol=1e-7,
         axis_names=("tau",),
         index_from=(1,),
+        dtype=torch.float64,  # the statement asks for "the float64 tensor"
     )
