@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from qklab.checks.core import Case, Mistake, check_function, exercise, gaussian
+from qklab.checks.feedback import ExerciseCheckError, current_exercise
 from qklab.collapse import dobrushin_coefficient
 
 __all__ = ["tight_column", "attained_fraction", "check_tight_column"]
@@ -102,9 +103,24 @@ def _fraction_of(column: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tenso
     """The function the check compares: the attained fraction of `column`'s answer (its input is not changed)."""
 
     def fraction(A: Tensor) -> Tensor:
-        return attained_fraction(A, column(A.clone()))
+        y = column(A.clone())  # an error here is the reader's own: check_function reports it as such
+        try:
+            return attained_fraction(A, y)
+        except Exception as err:  # noqa: BLE001  (the check's own code refused the column: say so, not "raised")
+            # An ExerciseCheckError passes through check_function as it is (and, unlike `fail`, does
+            # not count an attempt: the engine also runs this on the other cases to name a mistake).
+            raise ExerciseCheckError(
+                f"tight_column ran without error, but the column it returned for a pattern of shape "
+                f"{tuple(A.shape)} cannot be judged: {err}",
+                label=current_exercise(),
+            ) from None
 
     return fraction
+
+
+_HINT = ("in the proof, (Ay)_i - (Ay)_i' is a sum over keys of (A_ij - A_i'j) y_j; it is largest when y is at its "
+         "maximum on the keys where row i exceeds row i' and at its minimum on the others, for the pair of rows that "
+         "attains delta(A).")
 
 
 def _reference_fraction(A: Tensor) -> Tensor:
@@ -177,12 +193,7 @@ def _cases() -> list[Case]:
     ]
 
 
-@exercise(
-    "ex-dobrushin-tight",
-    hint="in the proof, (Ay)_i - (Ay)_i' is a sum over keys of (A_ij - A_i'j) y_j; it is largest when y is at its "
-    "maximum on the keys where row i exceeds row i' and at its minimum on the others, for the pair of rows that "
-    "attains delta(A).",
-)
+@exercise("ex-dobrushin-tight", hint=_HINT)
 def check_tight_column(fn: Callable[[Tensor], Tensor]) -> None:
     """Check that `fn(A)` returns, for row-stochastic `A` `(..., T, T)`, a column attaining Dobrushin's bound.
 
@@ -190,8 +201,6 @@ def check_tight_column(fn: Callable[[Tensor], Tensor]) -> None:
     right answer is not unique; see the module docstring).
     """
     if not callable(fn):
-        from qklab.checks.core import ExerciseCheckError
-
         raise ExerciseCheckError(f"tight_column: expected a function, got {type(fn).__name__}")
     check_function(
         _fraction_of(fn),
