@@ -292,6 +292,15 @@ def later_uses(chapter: Any, chapter_name: str) -> list[str]:
     return found
 
 
+def code_cell_name(cells: Sequence[Any], index: int) -> str:
+    """How a learner finds the cell `cells[index]`: "code cell N", N counting code cells only, from 1.
+
+    Jupyter numbers no cell (the execution counts change with every run) and markdown cells are
+    not counted: "code cell 3" is the third cell with code, whatever text lies between them.
+    """
+    return f"code cell {sum(1 for c in cells[: index + 1] if c.get('cell_type') == 'code')}"
+
+
 def _match_check_cells(learner: Any, expected: Any, exercises: list[Exercise]):
     """Map each check cell id of the chapter to its index in the learner notebook, and the outcomes
     of exercises whose check cell is missing or changed."""
@@ -313,7 +322,8 @@ def _match_check_cells(learner: Any, expected: Any, exercises: list[Exercise]):
                     f"{want}\nunder your solution (or run `make exercises` for a fresh copy)."))
             elif learner.cells[index].get("cell_type") != "code" or source_of(learner.cells[index]).strip() != want:
                 tampered[ex.label] = Outcome(ex, "check cell changed", (
-                    f"its check cell (cell {index + 1}) differs from the chapter's. It must read exactly\n{want}"))
+                    f"its check cell ({code_cell_name(learner.cells, index)}) differs from the chapter's. "
+                    f"It must read exactly\n{want}"))
             else:
                 where[cid] = index
     return where, tampered
@@ -484,7 +494,7 @@ def grade(path: Path, chapters_dir: Path | None = None, everything: bool = False
         cell = learner.cells[i]
         error = _error_of(cell)
         if error and id(cell) not in failed_exercise_cells and cell.get("id") not in expected_to_raise:
-            report.problems.append(f"cell {i + 1} (not an exercise) failed: {error[0]}: {error[1]}")
+            report.problems.append(f"{code_cell_name(learner.cells, i)} (not an exercise) failed: {error[0]}: {error[1]}")
     report.seconds = time.perf_counter() - start
     return report
 
@@ -508,7 +518,7 @@ def _run_and_judge(client: Any, learner: Any, run: list[int], checks: dict[int, 
             client.execute_cell(cell, at)
         except (DeadKernelError, CellTimeoutError) as err:
             what = "died" if isinstance(err, DeadKernelError) else f"ran past the time limit ({timeout} s)"
-            stopped = f"the kernel {what} in cell {at + 1}: the checks after it could not run"
+            stopped = f"the kernel {what} in {code_cell_name(learner.cells, at)}: the checks after it could not run"
             report.problems.append(stopped)
             raise
 
@@ -561,7 +571,7 @@ def _rebinding_warnings(learner: Any, chapter: Any, exercises: list[Exercise]) -
                 later |= _code_names(source_of(other))[1]
         allowed = _code_names(source_of(by_id[cid]))[0] if cid in by_id else set()
         for name in sorted((_code_names(source_of(cell))[0] - allowed) & later):
-            out.append(f"cell {i + 1} sets `{name}`, which later cells of the chapter use (the check "
+            out.append(f"{code_cell_name(learner.cells, i)} sets `{name}`, which later cells of the chapter use (the check "
                        "does not run them): if your value differs from the chapter's, rename yours "
                        "(or run with --all / ALL=1).")
     return out
