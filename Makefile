@@ -1,6 +1,7 @@
 # qklab: build the book and run every test.
 #   make book    install into .venv (if needed) and build the HTML book into _build/html
-#   make test    unit tests, mutation testing of the checks, exercise staleness, notebooks (nbval), book build, browser tests
+#   make pdf     the whole book as one PDF, _build/pdf/qklab.pdf (printed by headless Chromium)
+#   make test    unit tests, mutation testing of the checks, exercise staleness, notebooks (nbval), book build, PDF, browser tests
 # Other targets: venv, exercises, check-exercise NB=..., strip, clean, help.
 
 SHELL := /bin/bash
@@ -31,11 +32,12 @@ NBVAL_ENV := $(NB_ENV) $(if $(NB_CAPABILITY),ATEN_CPU_CAPABILITY=$(NB_CAPABILITY
 
 BOOK_OUT := _build/html
 
-.PHONY: help venv execute book test unit mutants exercises-check notebooks browser axe exercises check-exercise strip clean
+.PHONY: help venv execute book pdf test unit mutants exercises-check notebooks browser axe exercises check-exercise strip clean
 
 help:
 	@echo "make book                         build the book into $(BOOK_OUT) (open $(BOOK_OUT)/index.html)"
-	@echo "make test                         run every test (unit, mutants, exercises, notebooks, book, browser)"
+	@echo "make pdf                          the book as one PDF: $(PDF_OUT)"
+	@echo "make test                         run every test (unit, mutants, exercises, notebooks, book, pdf, browser)"
 	@echo "make exercises                    regenerate the learner notebooks in exercises/"
 	@echo "make check-exercise NB=exercises/00_how_to_use.ipynb   check your answers in one notebook"
 	@echo "make strip                        clear the outputs of chapters/*.ipynb"
@@ -78,8 +80,16 @@ book: execute
 	$(BIN)/jupyter-book build -W -n --keep-going .
 	@echo "Book built: open $(BOOK_OUT)/index.html"
 
+# The whole book in one PDF, from the built HTML (_ext/book_pdf.py): headless Chromium prints a
+# document made of every page in table-of-contents order, math typeset by MathJax, with a contents
+# page and page numbers. Needs /usr/bin/chromium and poppler-utils (pdfinfo). About a minute on 2
+# cores; tests/browser/test_book_pdf.py reads it back.
+PDF_OUT := _build/pdf/qklab.pdf
+pdf: book
+	$(PY) _ext/book_pdf.py --html $(BOOK_OUT) --out $(PDF_OUT)
+
 # --- tests --------------------------------------------------------------------------------------
-test: unit mutants exercises-check notebooks book browser
+test: unit mutants exercises-check notebooks book pdf browser
 	@echo "make test: all stages passed"
 
 unit: $(STAMP)
