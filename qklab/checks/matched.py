@@ -81,4 +81,4 @@ def _cases() -> list[Case]:
           "inside it, find the two neighbours of h and move along the straight line between them.")
 def check_ppl_at_entropy(fn: Callable[[Tensor, Tensor, float], Tensor]) -> None:
     """Chapter 10, ex-matched-entropy: `fn(entropy, ppl, h)` returns a 0-d perplexity (NaN outside the range)."""
-    check_function(fn, value_at, _cases(), name="ppl_at_entropy", mistakes=MATCHED_MISTAKES, atol=1e-9, rtol=1e-9)
+    check_function(fn, value_at, _cases(), name="ppl_at_entropy", mistakes=MATCHED_MISTAKES, atol=1e-9, rtol=1e-6)  # any float dtype: a float32 answer (7 digits) passes; the named mistakes are off by more than 1e-3

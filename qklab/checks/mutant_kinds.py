@@ -39,7 +39,9 @@ class Spec:
     tensor and back, `agree(a, b, case)` says whether two outputs are the same answer (default:
     close, same shape, integers stay integers). For value exercises, `value_at(k)` gives the
     answer with the exercise's size off by `k` (off-by-one mutants), and `value_rtol` the tolerance of a
-    prediction that the check accepts (a mutant within it is equivalent, not wrong).
+    prediction that the check accepts (a mutant within it is equivalent, not wrong). `dtype`,
+    `float32_passes` and `numpy_inputs` state the statement's dtype and input-type rules (the
+    harness's "dtype" and "input type" classes).
     """
 
     label: str
@@ -60,6 +62,9 @@ class Spec:
     reasons: dict[str, str] = field(default_factory=dict)  # why a mutant is equivalent, by name
     batched: bool = True  # the statement allows leading batch axes
     value_rtol: float = 0.0  # a prediction checked within this relative tolerance: a mutant inside it is the same prediction
+    dtype: Any = None  # the dtype the statement asks for (torch.float64): the right numbers in another dtype must be rejected
+    float32_passes: bool = True  # without `dtype`, the statement allows any float dtype: the reference in float32 must pass
+    numpy_inputs: bool = False  # the statement allows numpy arrays as inputs: an answer that fails on them must be rejected
 
     @property
     def is_function(self) -> bool:

@@ -54,6 +54,45 @@ def _t(*v: float) -> Tensor:
     return torch.tensor(v, dtype=f64)
 
 
+# --- the "regime" class: the reference rewritten naively ------------------------------------------
+# Each is right on small, well-spread inputs and wrong on the inputs the chapter itself uses.
+
+def _pattern_naive_exp(X: Tensor, W_Q: Tensor, W_K: Tensor, causal: bool = False) -> Tensor:
+    """softmax as exp(S) / sum exp(S), without subtracting the row's max: overflows for logits of order 1e3."""
+    S = attn_scores(X, W_Q, W_K)
+    if causal:
+        T = S.shape[-1]
+        S = S.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), -math.inf)
+    E = S.exp()
+    return E / E.sum(-1, keepdim=True)
+
+
+def _entropy_with_eps(eps: float) -> Callable[[Tensor], Tensor]:
+    """The entropy with an epsilon inside the log: off by about eps per row, a collapsed head's whole entropy."""
+    return lambda A: -(A * torch.log(A + eps)).sum(-1).mean()
+
+
+def _residual_cancelling(X: Tensor) -> Tensor:
+    """sqrt(||X||^2 - T ||xbar||^2) / ||X||: right in exact arithmetic, all digits lost for nearly collapsed tokens."""
+    T = X.shape[-2]
+    total = (X * X).sum((-2, -1))
+    mean = X.mean(-2)
+    return (total - T * (mean * mean).sum(-1)).clamp_min(0).sqrt() / total.sqrt()
+
+
+def _bound_naive_log(sigma: Tensor, R: Tensor, d_h: int, n: Tensor) -> Tensor:
+    """log(1 + x) instead of log1p(x): 0 where the bound is below 1e-16 (a collapsed head)."""
+    return torch.log(1 + (n - 1) * torch.exp(-2 * sigma * R**2 / math.sqrt(d_h)))
+
+
+def _matched_strict_ends(e: Any, p: Any, h: float) -> Tensor:
+    """NaN at the end points too (h strictly inside the range), where the curve is measured."""
+    e, p = torch.as_tensor(e, dtype=f64), torch.as_tensor(p, dtype=f64)
+    if not float(e.min()) < h < float(e.max()):
+        return torch.tensor(float("nan"), dtype=f64)
+    return torch.as_tensor(value_at(e, p, h), dtype=f64)
+
+
 # --- chapter 1: the attention pattern -------------------------------------------------------------
 
 def _pattern_with_fill(value: float) -> Callable[..., Tensor]:
@@ -102,6 +141,7 @@ def _pattern_spec() -> Spec:
             Mutant("the causal mask by -1e4 instead of -inf", _pattern_with_fill(-1e4)),
             Mutant("the causal mask by -1e9 instead of -inf", _pattern_with_fill(-1e9)),
             Mutant("the scores negated (softmax of -S)", lambda X, W_Q, W_K, causal=False: pattern(-attn_scores(X, W_Q, W_K), causal=causal)),
+            Mutant("regime: exp without the row's max subtracted", _pattern_naive_exp),
         ],
         reasons={
             "the causal mask by -1e9 instead of -inf": "with logits of order 1e4 (the statement's largest), exp(-1e9 - max) is 0 "
@@ -125,11 +165,16 @@ SPECS_CH2 = [
     lambda: Spec("ex-residual", "2.2", cm.check_relative_residual, lambda X: token_residual(X, norm="fro"),
                  lambda: _matrices([(5, 3), (2, 4, 6), (7, 2), (1, 5)], 200) + [Case("probe", (g((4, 3), 205) - 5.0,))],
                  sizes=lambda X: (X.shape[-1], X.shape[-2]), core_ndim=(2,),
+                 extra=lambda: [Mutant("regime: sqrt(||X||^2 - T ||xbar||^2), which cancels", _residual_cancelling)],
+                 atol=1e-14,  # as the check: residuals near 1e-8 compared to 1e-6 of their size
                  reasons={"abs of the output": "a norm ratio is non-negative"}),
     lambda: Spec("ex-entropy", "2.3", cm.check_mean_row_entropy, lambda A: cm._entropy_reference(A),
                  lambda: _patterns([(5, 5), (3, 6, 6), (2, 2)], 210) + _patterns([(6, 6)], 215, causal=True)
                  + [Case("probe", (torch.eye(4, dtype=f64),))],
                  sizes=lambda A: (A.shape[-1], A.shape[-1]), core_ndim=(2,),
+                 extra=lambda: [Mutant(f"regime: log(A + {eps:g}) (an epsilon inside the log)", _entropy_with_eps(eps))
+                                for eps in (1e-12, 1e-9, 1e-6)],
+                 atol=1e-16,  # as the check: a collapsed head's entropy (about 1e-11) compared to 1e-6 of its size
                  reasons={"abs of the output": "an entropy is non-negative"}),
     lambda: Spec("ex-erank", "2.4", cm.check_effective_rank, effective_rank,
                  lambda: _matrices([(6, 4), (3, 5, 5), (4, 7)], 220) + [Case("probe", (torch.diag(_t(2.0, 1.0, 0.0, 0.0)),))],
@@ -233,13 +278,16 @@ SPECS_CH4 = [
                  lambda: [Case("probe", (g((5, 5), 400), g((5,), 401))), Case("probe", (g((2, 7), 402), g((2,), 403))),
                           Case("probe", (g((7, 2), 404), g((7,), 405))), Case("probe", (g((3, 3), 406, 50.0), -g((3,), 407)))],
                  sizes=lambda W, u: (W.shape[-1], W.shape[-2]), core_ndim=(2, 1),
-                 pack=_power_pack, unpack=lambda t: (t[:-1], t[-1]), batched=False),
+                 pack=_power_pack, unpack=lambda t: (t[:-1], t[-1]), batched=False,
+                 float32_passes=False),  # the check feeds u_new back to a float64 W for 30 steps: float32 cannot mix
     lambda: Spec("ex-entropy-bound", "4.3", ce.check_entropy_bound, ce.entropy_bound_reference,
                  lambda: [Case("probe", (_t(0.3), _t(2.0), 8, _t(5.0))), Case("probe", (_t(0.0, 1.0, 4.0), _t(1.0), 3, _t(7.0))),
                           Case("probe", (_t(2.0), _t(0.5, 1.0, 1.5), 64, _t(100.0)))],
                  sizes=lambda sigma, R, d_h, n: (d_h, float(n.max())),
                  extra=lambda: [Mutant("exp(+Delta) (a sign of the exponent lost)",
-                                       lambda s, R, d_h, n: torch.log1p((n - 1) * torch.exp(2 * s * R**2 / math.sqrt(d_h))))],
+                                       lambda s, R, d_h, n: torch.log1p((n - 1) * torch.exp(2 * s * R**2 / math.sqrt(d_h)))),
+                                Mutant("regime: log(1 + x) instead of log1p(x)", _bound_naive_log)],
+                 atol=0.0,  # as the check: relative only, bounds near 1e-23 included
                  reasons={"abs of the output": "the bound log(1 + (n - 1) e^-Delta) is non-negative"}),
 ]
 
@@ -378,13 +426,13 @@ SPECS_CH7 = [
     lambda: Spec("ex-predicted-snr", "7.1", cl.check_predicted_snr, lambda m, s, d, T: predicted_snr(m, s, d, T, tokens="random_walk"),
                  lambda: [Case("probe", (0.8, 0.3, 20, 6)), Case("probe", (-0.5, 1.0, 12, 9)), Case("probe", (0.2, 0.05, 100, 3)),
                           Case("probe", (1.0, 0.0, 4, 2))],
-                 sizes=lambda m, s, d, T: (d, T)),
+                 sizes=lambda m, s, d, T: (d, T), dtype=torch.float64),  # "returning the float64 tensor"
     lambda: Spec("ex-sparsemax", "7.2", cl.check_sparsemax, lambda z: sparsemax(z, dim=-1), _sparsemax_probes,
                  sizes=lambda z: (z.shape[-1], z.shape[-1]), core_ndim=(1,),
                  extra=lambda: [Mutant("-inf read as -1e4", lambda z: sparsemax(z.nan_to_num(neginf=-1e4), dim=-1))],
                  reasons={"abs of the output": "probabilities are non-negative"}),
     lambda: Spec("ex-general-snr", "7.3", csnr.check_general_snr, predicted_snr_general, _general_probes,
-                 sizes=lambda W, T: (W.shape[-1], T), core_ndim=(2,), batched=False,
+                 sizes=lambda W, T: (W.shape[-1], T), core_ndim=(2,), batched=False, dtype=torch.float64,
                  reasons={"transpose input 1": "tr W, tr(W^2) and ||W||_F^2 are the same for W^T: the SNR is too"},
                  extra=lambda: [Mutant("|tr W| (the sign lost)", lambda W, T: predicted_snr_general(W, T).abs()),
                                 Mutant("the cross-term variance with tr(W^2) instead of ||W||_F^2",
@@ -450,7 +498,9 @@ SPECS_CH10 = [
                  sizes=lambda e, p, h: (e.shape[-1], e.shape[-1]), core_ndim=(1, 1), batched=False,
                  extra=lambda: [Mutant("the points sorted by perplexity instead of entropy",
                                        _by_ppl),
-                                Mutant("the line extended outside the points' range instead of NaN", _extrapolated)],
+                                Mutant("the line extended outside the points' range instead of NaN", _extrapolated),
+                                Mutant("regime: NaN at the end points too (a strict inequality)", _matched_strict_ends)],
+                 numpy_inputs=True,  # "tensors or arrays"
                  reasons={"abs of the output": "a perplexity is positive"}),
     lambda: Spec("ex-symmetric-penalty", "10.2", cp.check_symmetric_penalty, cp.symmetric_penalty_reference,
                  lambda: _heads([(9, 3), (2, 7, 2), (5, 5)], 1010),

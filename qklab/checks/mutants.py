@@ -11,14 +11,20 @@ wrong answers from the reference by rules that do not know the check:
 - on the input: transpose a matrix input; an integer argument off by one; the batch dimension
   dropped (the first element's answer broadcast to the whole batch);
 - right only for the sizes of the check's first case (a solution written for the example);
+- dtype: the right numbers in float32 where the statement asks for float64 (`Spec.dtype`);
+- input type: an answer that fails on numpy arrays where the statement allows them (`Spec.numpy_inputs`);
 - and each exercise's own: a term negated, `-inf` written as a finite large negative number,
-  another choice of rows, a rule of the statement broken with the right values (`rule=True`).
+  another choice of rows, a rule of the statement broken with the right values (`rule=True`),
+  and the "regime" class: the reference rewritten naively where the chapter's own inputs make
+  that wrong (exp without the max subtracted, an epsilon inside a log, a difference that cancels,
+  a strict inequality at the end points of a measured curve).
 
 `evaluate(spec)` runs each mutant through the check and on the valid inputs (the probes and
 the check's own inputs): a mutant that differs from the reference on some valid input must be
 rejected (`ExerciseCheckError`); one that equals it on every valid input is *equivalent*
 (listed with its reason, not counted); one that breaks a rule must be rejected whatever its
-values. The reference must pass, as it is (float64) and returning numpy arrays. `python -m
+values. The reference must pass, as it is (float64), returning numpy arrays, and returning
+float32 where the statement allows any float dtype. `python -m
 qklab.checks.mutants` prints the kill rate per exercise; `tests/test_checks_mutants.py` asks for
 100 %.
 
@@ -248,7 +254,46 @@ def _function_mutants(spec: Spec, first: Case | None) -> list[Mutant]:
             t = t * 1.5 + 0.25 if (t.is_floating_point() or t.is_complex()) else t + 1
             return spec.unpack(t) if spec.unpack else t
         out.append(Mutant("right only for the sizes of the first example", only_for_example))
-    return out + spec.extra()
+    return out + _dtype_mutants(spec) + _input_type_mutants(spec) + spec.extra()
+
+
+def _in_dtype(out: Any, dtype: torch.dtype) -> Any:
+    """`out` (a tensor, a tuple of them, a number) with its floating tensors in `dtype`."""
+    if isinstance(out, tuple):
+        return tuple(_in_dtype(o, dtype) for o in out)
+    if isinstance(out, Tensor) and out.is_floating_point():
+        return out.to(dtype)
+    if isinstance(out, float):
+        return torch.tensor(out, dtype=dtype)
+    return out
+
+
+def _float32_answer(spec: Spec) -> Callable[..., Any]:
+    def fn(*args: Any, **kwargs: Any) -> Any:
+        return _in_dtype(spec.reference(*args, **kwargs), torch.float32)
+    return fn
+
+
+def _dtype_mutants(spec: Spec) -> list[Mutant]:
+    """Class "dtype": where the statement asks for a dtype, the right numbers in another one break its rule."""
+    if spec.dtype is None:
+        return []
+    other = torch.float32 if spec.dtype != torch.float32 else torch.float64
+    return [Mutant(f"dtype: the right numbers in {str(other).replace('torch.', '')}",
+                   lambda *a, **k: _in_dtype(spec.reference(*a, **k), other), rule=True)]
+
+
+def _input_type_mutants(spec: Spec) -> list[Mutant]:
+    """Class "input type": where the statement allows numpy arrays, an answer for tensors only breaks its rule."""
+    if not spec.numpy_inputs:
+        return []
+
+    def tensors_only(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(v, np.ndarray) for v in (*args, *kwargs.values())):
+            raise TypeError("expected a torch.Tensor, got numpy.ndarray (an answer written for tensors only)")
+        return spec.reference(*args, **kwargs)
+
+    return [Mutant("input type: works on tensors only, fails on numpy arrays", tensors_only, rule=True)]
 
 
 def _shapes(case: Case) -> tuple:
@@ -319,8 +364,11 @@ def evaluate(spec: Spec) -> Result:
     start = time.perf_counter()
     result = Result(spec)
     if spec.is_function:
-        for what, answer in (("the reference", spec.reference), ("the reference in float64", _float64_answer(spec)),
-                             ("the reference returning numpy", _numpy_answer(spec))):
+        right_variants = [("the reference", spec.reference), ("the reference in float64", _float64_answer(spec)),
+                          ("the reference returning numpy", _numpy_answer(spec))]
+        if spec.dtype is None and spec.float32_passes:  # the statement allows any float dtype
+            right_variants.append(("the reference returning float32", _float32_answer(spec)))
+        for what, answer in right_variants:
             verdict = _rejects(spec, answer)
             if verdict:
                 result.reference_problems.append(f"{what} is rejected" + (f" ({verdict})" if isinstance(verdict, str) else ""))
