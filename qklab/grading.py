@@ -391,7 +391,7 @@ def _prepare_check(chapter: Any, upto: int, source: str) -> _CheckCell:
 def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
     """Evaluate a check cell in this process on the learner's answers read from the kernel:
     None when the check returned, else the (exception name, message) it raised."""
-    from qklab.kernel_answers import KernelUnreachable
+    from qklab.kernel_answers import NoVerdict
 
     if check.import_error:
         return check.import_error
@@ -405,7 +405,9 @@ def _judge(check: _CheckCell, answers: KernelAnswers) -> tuple[str, str] | None:
                 pass  # the check cell raises NameError, as in the notebook
         with contextlib.redirect_stdout(io.StringIO()):  # a check's "passed" lines: the report says it
             exec(compile(check.source, "<check cell>", "exec"), namespace)
-    except (Exception, KernelUnreachable) as err:  # noqa: BLE001 - the check's verdict, or why there is none
+    except NoVerdict as err:
+        return "NoVerdict", _plain(str(err))
+    except Exception as err:  # noqa: BLE001 - the check's verdict, or an error of the learner's code
         return type(err).__name__, _plain(str(err))
     return None
 
@@ -526,7 +528,7 @@ def _run_and_judge(client: Any, learner: Any, run: list[int], checks: dict[int, 
     verdicts: dict[int, tuple[str, str] | None] = {}
     for at in run:
         if at in checks:
-            verdicts[at] = ("KernelUnreachable", stopped) if stopped else _judge(checks[at], answers)
+            verdicts[at] = ("NoVerdict", stopped) if stopped else _judge(checks[at], answers)
         elif not stopped:
             with contextlib.suppress(DeadKernelError, CellTimeoutError):  # said in `stopped`
                 execute(learner.cells[at])
@@ -542,7 +544,7 @@ def _outcome(ex: Exercise, solution_errors: list[tuple[str, str]], check_errors:
         return Outcome(ex, "not solved yet")
     if ename == "ExerciseCheckError" or ename.endswith("CheckError"):
         return Outcome(ex, "wrong", evalue)
-    if ename == "KernelUnreachable":  # qklab.kernel_answers: the kernel did not answer
+    if ename == "NoVerdict":  # qklab.kernel_answers: the kernel did not answer, or a watch is misplaced
         return Outcome(ex, "error", evalue)
     if solution_errors:
         e, v = solution_errors[0]

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["KernelAnswers", "KernelFunction", "KernelUnreachable", "Opaque", "encode", "decode", "dumps", "loads",
+__all__ = ["KernelAnswers", "KernelFunction", "KernelUnreachable", "MisplacedWatch", "NoVerdict", "Opaque", "encode", "decode", "dumps", "loads",
            "serve_fetch", "serve_call", "watch_where_it_runs"]
 
 _MAX_DEPTH = 64
@@ -56,12 +56,21 @@ _TENSOR_DTYPES = {str(t).removeprefix("torch."): t for t in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)}
 
 
-class KernelUnreachable(BaseException):
-    """The kernel did not answer the grader (a cell changed how cells run, or the kernel died).
+class NoVerdict(BaseException):
+    """The grader cannot judge this check; the message says why.
 
     A `BaseException`, so that a check's `except Exception` around the learner's function does
     not take it for an error of the learner's code: it ends the check, and the grader reports it.
     """
+
+
+class KernelUnreachable(NoVerdict):
+    """The kernel did not answer the grader (a cell changed how cells run, or the kernel died)."""
+
+
+class MisplacedWatch(NoVerdict):
+    """A check watched a `KernelFunction` in the grading process, where it sees nothing of the
+    computation: the watch needs `watch_where_it_runs` (a defect of the check, not of the answer)."""
 
 
 class Opaque:
@@ -347,6 +356,11 @@ class KernelAnswers:
     def call(self, fn: KernelFunction, args: tuple, kwargs: dict[str, Any]) -> Any:
         """`fn(*args, **kwargs)` in the kernel (see `KernelFunction`)."""
         what = f"called `{fn.__name__}`"
+        if torch._C._len_torch_function_stack() or torch._C._len_torch_dispatch_stack():
+            raise MisplacedWatch(
+                f"the check watches `{fn.__name__}` with a torch mode in the grading process, but the function runs "
+                "in the kernel, so the watch would see nothing: the check's watch needs "
+                "qklab.kernel_answers.watch_where_it_runs (a defect of the course; please report it)")
 
         def node(value: Any) -> tuple:
             if isinstance(value, KernelFunction) and value._answers is self:

@@ -25,7 +25,17 @@ from qklab.checks.core import Case, check_function
 from qklab.checks.feedback import ExerciseCheckError
 from qklab.checks.rules import obeying_rules
 from qklab.exercises import exercises_of, source_of
-from qklab.kernel_answers import KernelAnswers, KernelFunction, KernelUnreachable, Opaque, decode, dumps, encode, loads
+from qklab.kernel_answers import (
+    KernelAnswers,
+    KernelFunction,
+    KernelUnreachable,
+    MisplacedWatch,
+    Opaque,
+    decode,
+    dumps,
+    encode,
+    loads,
+)
 
 
 @pytest.fixture
@@ -179,10 +189,10 @@ def test_the_rule_watch_runs_in_the_kernel_around_the_computation(kernel):
         "    return W.diagonal().sum()\n"
         "def traces(W_Q, W_K):\n"
         "    return (W_Q * W_K).sum()"))
-    W_Q, W_K = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+    W_Q, W_K = torch.randn(64, 2, dtype=torch.float64), torch.randn(64, 2, dtype=torch.float64)
     watched = obeying_rules(answers.fetch("forms_w"), name="trace")
     assert isinstance(watched, KernelFunction)
-    with pytest.raises(ExerciseCheckError, match=r"built a tensor of shape \(8, 8\)"):
+    with pytest.raises(ExerciseCheckError, match=r"d x d"):  # the memory rule's refusal, whatever its wording
         watched(W_Q, W_K)
     ok = obeying_rules(answers.fetch("traces"), name="trace")(W_Q, W_K)
     assert torch.allclose(ok, (W_Q @ W_K.T).trace())
@@ -265,3 +275,20 @@ def test_a_check_cell_uses_the_chapters_imports_and_the_builtins_not_the_noteboo
     assert grading._judge(check, answers) is None
     del namespace["a"]
     assert grading._judge(check, answers) == ("NameError", "name 'a' is not defined")
+
+
+def test_a_torch_watch_left_in_the_grading_process_is_a_loud_defect_not_a_pass(kernel):
+    """A watch that observes torch in the grading process, around a function that runs in the
+    kernel, would see nothing and let a forbidden computation pass: the call refuses to run."""
+    from torch.overrides import TorchFunctionMode
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            return func(*args, **(kwargs or {}))
+
+    namespace, answers = kernel
+    _define(namespace, "def forms_w(W_Q, W_K):\n    return (W_Q @ W_K.T).trace()")
+    fn, W = answers.fetch("forms_w"), torch.ones(4, 2)
+    with Watch(), pytest.raises(MisplacedWatch, match="watch_where_it_runs"):
+        fn(W, W)
+    assert float(fn(W, W)) == 8.0  # without the misplaced watch, it runs

@@ -63,7 +63,7 @@ WRONG = {
 SAYS = {
     "ex-entropy": "modified its argument `A` in place",  # read back from the kernel after the call
     "ex-entropy-bound": "raised BoundError on the case",  # the learner's own exception class, by name
-    "ex-trace-moments": "a d x d matrix",  # the rule watch ran in the kernel, around the computation
+    "ex-trace-moments": "d x d",  # the rule watch ran in the kernel, around the computation
 }
 
 
