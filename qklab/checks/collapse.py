@@ -238,17 +238,34 @@ def check_half_entropy_scale(fn: Callable[..., float]) -> None:
             raise ExerciseCheckError(f"{name} raised {type(err).__name__} on the case '{case}': {err}") from err
         r = _as_number(got, f"{name} ({case})", what="your function's return value")
         want = half_entropy_scale_reference(X, B)
-        if math.isclose(r, want, rel_tol=0.02):
+        if math.isclose(r, want, rel_tol=HALF_ENTROPY_RTOL):
             print(f"\u2713 {name} ({case}): your answer is right.")
             continue
         # Only now compute what the typical mistakes give (each is a bisection of its own).
         H = lambda r: float(attention_entropy(qk_pattern(X, r * B)))  # noqa: E731  (nats, not normalised)
-        check_value(r, want, name=f"{name} ({case})", rtol=0.02, mistakes={
-            "the crossing of 0.5 nats (entropy not normalised by log T)": (_half_scale_of(H, 0.5), "compare H / log T with 1/2."),
-            "the crossing of 1/2 with the scores not divided by sqrt(d)":
-                (_half_scale_of(lambda r: float(mean_normalized_entropy_reference(X, r * math.sqrt(16) * B)), 0.5),
-                 "the scores are X (r B) X^T / sqrt(d)."),
-        })
+        check_value(r, want, name=f"{name} ({case})", rtol=HALF_ENTROPY_RTOL, mistakes=_half_entropy_mistakes(X, B, H))
+
+
+# A bisection of 40 halvings on log r over [1e-3, 1e3] (the statement's) pins r to about 1e-11; 13
+# halvings already reach 1e-3. The closest different quantity, the mean of each sequence's own
+# crossing, is 0.5 % to 1.1 % away on the check's cases (2 % let it pass).
+HALF_ENTROPY_RTOL = 1e-3
+
+
+def _half_entropy_mistakes(X: Tensor, B: Tensor, H: Callable[[float], float]) -> dict[str, tuple[float, str]]:
+    """What the typical mistakes give on `(X, B)` (`H(r)`: the mean entropy in nats), each a bisection of its own."""
+    d = X.shape[-1]
+    per_sequence = [_half_scale_of(lambda r, i=i: float(mean_normalized_entropy_reference(X[i], r * B)), 0.5)
+                    for i in range(X.shape[0])]
+    return {
+        "the crossing of 0.5 nats (entropy not normalised by log T)": (_half_scale_of(H, 0.5), "compare H / log T with 1/2."),
+        "the crossing of 1/2 with the scores not divided by sqrt(d)":
+            (_half_scale_of(lambda r: float(mean_normalized_entropy_reference(X, r * math.sqrt(d) * B)), 0.5),
+             "the scores are X (r B) X^T / sqrt(d)."),
+        "the mean of each sequence's own crossing (one bisection per sequence)":
+            (sum(per_sequence) / len(per_sequence),
+             "bisect once, on the entropy averaged over every row of every sequence."),
+    }
 
 
 # --- chapter 8 -------------------------------------------------------------------------------------
