@@ -98,8 +98,9 @@ SYMMETRIC_MISTAKES = [
 def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
     """Chapter 10, ex-symmetric-penalty: `fn(W_Q, W_K)` `(..., d, d_h)` -> `(...)`.
 
-    The statement's rule is enforced (`qklab.checks.rules`): an answer that forms the `d x d`
-    matrix, in torch or in numpy, fails even when its numbers are right.
+    The statement's rule is enforced (`qklab.checks.rules`): an answer whose intermediates reach
+    the size of the `d x d` matrix, in torch, numpy or Python lists, fails even when its numbers
+    are right (judged on the cases where `d` is large against `d_h`).
     """
     rot = unsafe_example_matrix()
     U, S, Vh = torch.linalg.svd(rot)
@@ -110,6 +111,7 @@ def check_symmetric_penalty(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         Case("a pure rotation block: symmetric part zero", (rot_q, rot_k)),
         Case("two layers of three heads, (2, 3, 12, 4)", (gaussian((2, 3, 12, 4), 33), gaussian((2, 3, 12, 4), 34))),
         Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB)", (gaussian((512, 2), 35), gaussian((512, 2), 36))),
+        Case("a head with d = 64, d_h = 8 (W would have 4,096 elements)", (gaussian((64, 8), 37), gaussian((64, 8), 38))),
     ]
     cases[1] = Case(cases[1].description, (cases[1].args[0], cases[1].args[0].clone()))
     check_function(obeying_rules(fn, name="symmetric_penalty", no_eigen=False), symmetric_penalty_reference, cases,

@@ -283,6 +283,7 @@ def _moment_cases() -> list[Case]:
         Case("a symmetric head, W_Q = W_K (d = 7, d_h = 3)", (W, W.clone())),
         Case("a float32 head, d = 16, d_h = 4", (rnd(16, 4).float(), rnd(16, 4).float())),
         Case("a wide head, d = 512, d_h = 2 (a d x d matrix would be 2 MiB)", (rnd(512, 2), rnd(512, 2))),
+        Case("a float32 head, d = 64, d_h = 4 (W would have 4,096 elements)", (rnd(64, 4).float(), rnd(64, 4).float())),
     ]
 
 
