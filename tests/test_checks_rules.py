@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from qklab.checks.core import ExerciseCheckError, reset_attempts
-from qklab.checks.penalty_statistics import check_symmetric_penalty
+from qklab.checks.mutant_specs import rule_evasions
+from qklab.checks.penalty_statistics import check_symmetric_penalty, symmetric_penalty_reference
 from qklab.checks.rules import measure, numpy_rule_judges, obeying_rules, torch_rule_judges
-from qklab.checks.spectrum import check_spectrum_moments
+from qklab.checks.spectrum import check_spectrum_moments, spectrum_moments_reference
 
 
 @pytest.fixture(autouse=True)
@@ -294,3 +295,19 @@ def test_freed_memory_is_subtracted_and_the_inputs_are_not_counted():
     assert d <= usage.torch_peak <= 3 * d
     _, usage = measure(lambda q, k: (q.mT, k[:, 0], q.view(-1)), W_Q, W_K)  # views of the inputs only
     assert usage.torch_peak == 0
+
+
+# --- the mutation class "rule evasion": each is rejected by the rule, not by its numbers -------------
+
+@pytest.mark.parametrize("check, reference, eigen", [
+    (check_spectrum_moments, spectrum_moments_reference, True),
+    (check_symmetric_penalty, symmetric_penalty_reference, False),
+], ids=["6.3", "10.2"])
+def test_each_rule_evasion_mutant_is_rejected_by_the_rule(check, reference, eigen):
+    evasions = rule_evasions(reference, eigen=eigen)
+    assert len(evasions) == (8 if eigen else 5)
+    for mutant in evasions:
+        reset_attempts()
+        with pytest.raises(ExerciseCheckError, match=r"d x d = |eigen-solver \(") as caught:
+            check(mutant.answer)
+        assert "not right yet" not in str(caught.value), mutant.name  # the verdict is the rule's, not the values'

@@ -44,7 +44,7 @@ from qklab.metrics import effective_rank, induction_score, token_residual
 from qklab.findings import value_at
 from qklab.theory import predicted_snr, predicted_snr_general
 
-__all__ = ["SPECS"]
+__all__ = ["SPECS", "rule_evasions"]
 
 g = gaussian
 f64 = torch.float64
@@ -339,6 +339,57 @@ def _eig_agree(a: Any, b: Any, case: Case) -> bool:
     return True
 
 
+# --- the class "rule evasion": the reference's numbers, computed against a statement's rule ------------
+
+def _w_by_route(route: str, W_Q: Tensor, W_K: Tensor) -> Any:
+    """`W = W_Q W_K^T` formed by one of the routes a shape test does not see (or, for an eigen route,
+    an eigen-solver called on the `d_h x d_h` core)."""
+    core = W_K.transpose(-2, -1) @ W_Q
+    if route == "W with an extra axis, W[None]":
+        return W_Q[None] @ W_K.transpose(-2, -1)[None]
+    if route == "W as a Python list of rows, one row at a time":
+        return [W_Q[..., i:i + 1, :] @ W_K.transpose(-2, -1) for i in range(W_Q.shape[-2])]
+    if route == "W in numpy (float64)":
+        return W_Q.numpy() @ np.swapaxes(W_K.numpy(), -1, -2)
+    if route == "W in numpy (float32)":
+        return W_Q.numpy().astype(np.float32) @ np.swapaxes(W_K.numpy().astype(np.float32), -1, -2)
+    if route == "a hand-written power iteration on W":
+        W, v = W_Q @ W_K.transpose(-2, -1), torch.ones(W_Q.shape[:-1], dtype=W_Q.dtype)
+        for _ in range(5):
+            v = (W @ v[..., None])[..., 0]
+            v = v / v.norm(dim=-1, keepdim=True)
+        return W, v
+    if route == "torch.linalg.eig of the core":
+        return torch.linalg.eig(core)
+    if route == "torch.linalg.eigvalsh of the core":
+        return torch.linalg.eigvalsh(core)
+    if route == "numpy.linalg.eigvals of the core":
+        return np.linalg.eigvals(core.numpy())
+    raise ValueError(f"unknown route: {route!r}")
+
+
+_FORM_W = ("W with an extra axis, W[None]", "W as a Python list of rows, one row at a time", "W in numpy (float64)",
+           "W in numpy (float32)", "a hand-written power iteration on W")
+_EIGEN = ("torch.linalg.eig of the core", "torch.linalg.eigvalsh of the core", "numpy.linalg.eigvals of the core")
+
+
+def rule_evasions(reference: Callable[..., Any], *, eigen: bool) -> list[Mutant]:
+    """Class "rule evasion": `reference`'s own numbers, computed while `W` is formed (and held) by
+    each route of `_FORM_W`, or, with `eigen`, while an eigen-solver runs (`_EIGEN`). Each must be
+    rejected by the rule, whatever its values (`rule=True`)."""
+
+    def evading(route: str) -> Callable[..., Any]:
+        def fn(W_Q: Tensor, W_K: Tensor) -> Any:
+            held = _w_by_route(route, W_Q, W_K)
+            out = reference(W_Q, W_K)
+            del held
+            return out
+        return fn
+
+    routes = _FORM_W + (_EIGEN if eigen else ())
+    return [Mutant(f"rule evasion: {route}, right values", evading(route), rule=True) for route in routes]
+
+
 def _dense_moments_numpy(W_Q: Tensor, W_K: Tensor) -> Any:
     W = W_Q.numpy() @ np.swapaxes(W_K.numpy(), -1, -2)
     d = W.shape[-1]
@@ -401,6 +452,7 @@ SPECS_CH6 = [
                      Mutant("right values, eigenvalues of the core by numpy (against the rule)",
                             lambda W_Q, W_K: _eig_moments(np.linalg.eigvals(np.swapaxes(W_K.numpy(), -1, -2) @ W_Q.numpy()), W_Q.shape[-2]),
                             rule=True),
+                     *rule_evasions(cs.spectrum_moments_reference, eigen=True),
                      Mutant("tr(W^2) with the antisymmetric part's sign flipped (||W||_F^2)",
                             lambda W_Q, W_K: torch.stack([(W_Q * W_K).sum((-2, -1)) / W_Q.shape[-2],
                                                           ((W_Q.mT @ W_Q) * (W_K.mT @ W_K)).sum((-2, -1)) / W_Q.shape[-2]], -1)),
@@ -509,7 +561,8 @@ SPECS_CH10 = [
                  sizes=lambda W_Q, W_K: (W_Q.shape[-2], W_Q.shape[-1]), core_ndim=(2, 2),
                  reasons={"abs of the output": "||W_sym||_F^2/d - m^2 is the variance of the real eigenvalues of W_sym: never negative"},
                  extra=lambda: [Mutant("right values, W formed in torch (against the rule)", _dense_penalty_torch("symmetric"), rule=True),
-                                Mutant("right values, W formed in numpy (against the rule)", _dense_penalty_numpy("symmetric"), rule=True)]),
+                                Mutant("right values, W formed in numpy (against the rule)", _dense_penalty_numpy("symmetric"), rule=True),
+                                *rule_evasions(cp.symmetric_penalty_reference, eigen=False)]),
 ]
 
 

@@ -17,7 +17,11 @@ wrong answers from the reference by rules that do not know the check:
   another choice of rows, a rule of the statement broken with the right values (`rule=True`),
   and the "regime" class: the reference rewritten naively where the chapter's own inputs make
   that wrong (exp without the max subtracted, an epsilon inside a log, a difference that cancels,
-  a strict inequality at the end points of a measured curve).
+  a strict inequality at the end points of a measured curve), and the "rule evasion" class
+  (`qklab.checks.mutant_specs.rule_evasions`, for the exercises whose statement forbids forming
+  `W` or calling an eigen-solver): the reference's own numbers computed while `W` is held by a
+  route a shape test does not see (an extra axis, a list of rows, numpy, a hand-written power
+  iteration) or while an eigen-solver of torch or numpy runs.
 
 `evaluate(spec)` runs each mutant through the check and on the valid inputs (the probes and
 the check's own inputs): a mutant that differs from the reference on some valid input must be
