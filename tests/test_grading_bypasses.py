@@ -112,5 +112,5 @@ def test_a_kernel_that_dies_inside_the_learners_function_fails_the_rest(tmp_path
     assert statuses["ex-residual"] == ("error", "the kernel did not answer when the grader called `relative_residual` "
                                                 "(DeadKernelError: Kernel died)")
     for later in ("ex-entropy", "ex-erank"):
-        assert statuses[later][0] == "error" and "the kernel died in cell" in statuses[later][1]
+        assert statuses[later][0] == "error" and "the kernel died in code cell" in statuses[later][1]
     assert not report.passed and any("the kernel died" in p for p in report.problems)
