@@ -53,6 +53,7 @@ ORIGIN = "http://127.0.0.1:9"
 # The combined document is served at this path by the same route (never written into the site).
 DOCUMENT_PATH = "/__book_pdf__.html"
 MATHJAX_SVG = "_static/mathjax/tex-svg-full.js"
+LOOKAHEAD = 2  # book pages loading ahead of the one being read
 PAGE_MARGIN = {"top": "16mm", "bottom": "18mm", "left": "18mm", "right": "18mm"}
 FOOTER = (
     '<div style="width:100%; font-size:8pt; color:#555; padding:0 18mm; display:flex;'
@@ -82,10 +83,11 @@ class Extracted:
 # --- serving ------------------------------------------------------------------------------------
 
 
-def offline_context(browser, html_dir: Path, hold_back_mathjax: bool, document: str | None = None):
+def offline_context(browser, html_dir: Path, extracting: bool, document: str | None = None):
     """A browser context in which `ORIGIN` is the built book, read from `html_dir` by the context's
     own route (no server, no port), and every other request is aborted. `document`, if given, is
-    served at `DOCUMENT_PATH`; with `hold_back_mathjax`, MathJax does not load (TeX stays as written)."""
+    served at `DOCUMENT_PATH`. With `extracting`, MathJax does not load (TeX stays as written), nor
+    do images and fonts, which taking a page's article does not need."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     root = html_dir.resolve()
 
@@ -98,7 +100,7 @@ def offline_context(browser, html_dir: Path, hold_back_mathjax: bool, document: 
         if document is not None and "/" + path == DOCUMENT_PATH:
             route_obj.fulfill(status=200, content_type="text/html; charset=utf-8", body=document)
             return
-        if hold_back_mathjax and path.startswith("_static/mathjax/"):
+        if extracting and (path.startswith("_static/mathjax/") or route_obj.request.resource_type in ("image", "font")):
             route_obj.abort()
             return
         file = (root / path).resolve()
@@ -232,9 +234,9 @@ async ({prefix, pages, solutionsHeading}) => {
       // takes the question's number and section, and a copy of the question.
       const list = box.previousElementSibling;
       const section = box.closest('section');
-      const number = section ? (section.querySelector('.section-number') || {}).textContent || '' : '';
       const name = section ? section.querySelector('h1, h2, h3, h4') : null;
-      const where = name ? name.textContent.trim() : '';
+      // "1.6. Questions" reads "1.6 Questions"
+      const where = name ? name.textContent.trim().replace(/^([\d.]*\d)\.\s/, '$1 ') : '';
       if (list && list.matches('ol') && list.lastElementChild) {
         const n = (parseInt(list.getAttribute('start') || '1', 10) + list.children.length - 1);
         title.textContent = 'Answer to question ' + n + ' of ' + where;
@@ -296,12 +298,28 @@ async ({prefix, pages, solutionsHeading}) => {
 """
 
 
-def extract(context, origin: str, book_page: BookPage, prefix: str, prefixes: dict[str, str]) -> Extracted:
-    """`book_page`'s article, made ready for the combined document (see `_EXTRACT`)."""
+@dataclass
+class OpenedPage:
+    """A book page being loaded in a tab of its own, and the JavaScript errors it raised."""
+
+    page: object
+    book_page: BookPage
+    errors: list[str]
+
+
+def open_page(context, origin: str, book_page: BookPage) -> OpenedPage:
+    """Starts loading `book_page` in a new tab and returns at once (pages load while others are read)."""
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(f"{origin}/{book_page.path}", wait_until="load")
+    opened = OpenedPage(page, book_page, [])
+    page.on("pageerror", lambda err: opened.errors.append(str(err)))
+    page.goto(f"{origin}/{book_page.path}", wait_until="commit")
+    return opened
+
+
+def extract(opened: OpenedPage, prefix: str, prefixes: dict[str, str]) -> Extracted:
+    """The opened page's article, made ready for the combined document (see `_EXTRACT`)."""
+    page, book_page, errors = opened.page, opened.book_page, opened.errors
+    page.wait_for_load_state("load")
     # plotly draws on DOMContentLoaded, after its deferred script; wait until every figure has data
     page.wait_for_function(
         "() => [...document.querySelectorAll('.plotly-graph-div')].every(d => d.data && d._fullLayout)",
@@ -355,15 +373,16 @@ pre, .highlight pre, .output pre {
   font-size: 0.78rem; line-height: 1.35;
 }
 code, code.literal, .sig { white-space: pre-wrap !important; overflow-wrap: anywhere; }
-div.cell { break-inside: auto; }
-.cell_input, .highlight { break-inside: avoid-page; }
+div.cell, .cell_input, .highlight { break-inside: auto; }
 div.cell_output { overflow: visible !important; max-height: none !important; }
 .pdf-details.above-input, .pdf-details.below-input { border: none; padding: 0; margin: 0; }
 
 /* tables: at the width of the page, none cut off */
-.pst-scrollable-table-container, .table-wrapper, .output_html { overflow: visible !important; }
+.pst-scrollable-table-container, .table-wrapper, .output_html, .qklab-table { overflow: visible !important; }
 table { max-width: 100%; font-size: 0.82rem; break-inside: auto; }
-table td, table th { overflow-wrap: anywhere; padding: 0.2rem 0.4rem !important; }
+body.pdf-book table td, body.pdf-book table th {
+  white-space: normal !important; overflow-wrap: anywhere; padding: 0.2rem 0.4rem !important;
+}
 tr { break-inside: avoid; }
 
 /* the API reference: autodoc's entries without the screen's spacing */
@@ -389,6 +408,9 @@ body.pdf-book dl.field-list > dd > p, body.pdf-book dl.field-list > dd ul { marg
 /* links: coloured, no page addresses printed after them */
 a { text-decoration: none; }
 a[href^="http"]::after { content: none !important; }
+
+/* the first print, which only finds the pages: nothing painted but the contents */
+body.pdf-draft .pdf-page, body.pdf-draft .pdf-part, body.pdf-draft .pdf-title { visibility: hidden !important; }
 
 /* title page, table of contents, part pages */
 .pdf-title { height: 245mm; display: flex; flex-direction: column; justify-content: center; text-align: center; }
@@ -595,38 +617,46 @@ def build(html_dir: Path, out: Path, keep_html: bool = False) -> Path:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
-            pages_context = offline_context(browser, html_dir, hold_back_mathjax=True)
+            pages_context = offline_context(browser, html_dir, extracting=True)
             pages = reading_order(pages_context, origin, html_dir)
             prefixes = page_prefixes(pages)
             sheets, mathjax_config = _head_assets(pages_context, origin, pages[0].path)
             say(f"{len(pages)} pages in reading order")
-            articles = []
-            for i, book_page in enumerate(pages, 1):
-                t0 = time.perf_counter()
-                articles.append(extract(pages_context, origin, book_page, prefixes[book_page.path], prefixes))
-                say(
-                    f"{i:2d}/{len(pages)} {book_page.path} ({time.perf_counter() - t0:.1f} s"
-                    f"{f', {articles[-1].plots} plots' if articles[-1].plots else ''}"
-                    f"{f', {articles[-1].solutions} solutions and answers moved' if articles[-1].solutions else ''})"
-                )
+            articles: list[Extracted] = []
+            loading: dict[int, OpenedPage] = {}
+            for i, book_page in enumerate(pages):
+                # the next LOOKAHEAD pages load (in renderer processes of their own) while this one is read
+                for j in range(i, min(i + 1 + LOOKAHEAD, len(pages))):
+                    if j not in loading:
+                        loading[j] = open_page(pages_context, origin, pages[j])
+                articles.append(extract(loading.pop(i), prefixes[book_page.path], prefixes))
+                done = articles[-1]
+                notes = [f"{done.plots} plotly figures as images"] * bool(done.plots) + [
+                    f"{done.solutions} solutions and answers moved to the chapter's end"] * bool(done.solutions)
+                say(f"{i + 1:2d}/{len(pages)} {book_page.path}" + (f" ({', '.join(notes)})" if notes else ""))
             pages_context.close()
 
             document = combined_document(origin, pages, articles, sheets, mathjax_config, meta)
             if keep_html:
                 out.with_suffix(".html").write_text(document, encoding="utf-8")
-            context = offline_context(browser, html_dir, hold_back_mathjax=False, document=document)
+            context = offline_context(browser, html_dir, extracting=False, document=document)
             page = context.new_page()
             page.emulate_media(media="print")
             page.goto(f"{origin}{DOCUMENT_PATH}", wait_until="load")
             formulas = typeset(page)
             say(f"MathJax typeset {formulas} formulas")
-            first = out.with_suffix(".pass1.pdf")
+            # The first print only tells where the pages start: everything but the contents is
+            # hidden with `visibility`, which keeps every box where it is (the same pages) and
+            # saves painting it.
+            first = out.with_suffix(".draft.pdf")
+            page.evaluate("() => document.body.classList.add('pdf-draft')")
             print_pdf(page, first, meta["title"])
             numbers = start_pages(first, list(prefixes.values()))
             first.unlink()
-            say(f"first print: contents page numbers found ({max(numbers.values())} is the last start)")
+            say(f"first print (layout only): the contents' page numbers ({max(numbers.values())} is the last start)")
             page.evaluate(
                 """(numbers) => {
+                  document.body.classList.remove('pdf-draft');
                   for (const a of document.querySelectorAll('.pdf-toc a.pdf-pageno')) {
                     a.textContent = String(numbers[a.getAttribute('href').slice(1)]);
                   }
