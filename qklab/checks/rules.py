@@ -256,14 +256,15 @@ def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, 
         where = f"d x d = {square:,} at d = {d}, d_h = {d_h}"
         if torch_rule_judges(d, d_h, heads) and usage.torch_peak >= square:
             raise ExerciseCheckError(
-                f"{name}: your function held {usage.torch_peak:,} elements of torch tensors at once ({where}; the "
+                f"{name}: your function held {usage.torch_peak:,} elements of torch tensors at once, as many as a d x d "
+                f"matrix ({where}; the "
                 f"operation that reached it: {usage.torch_peak_op}, of shape {usage.torch_peak_shape}; the largest: "
                 f"{usage.torch_largest_op}, of shape {usage.torch_largest_shape}), where "
                 f"d x d_h factors and d_h x d_h products need at most {_legit_elements(d, d_h, heads):,}. " + _RULES_ADVICE)
         if not usage.imported and numpy_rule_judges(d, d_h, heads) and usage.traced_peak >= 4 * square:
             raise ExerciseCheckError(
-                f"{name}: your function held {usage.traced_peak:,} bytes of numpy arrays or Python objects at once "
-                f"({where}: a float32 d x d array is {4 * square:,} bytes, a float64 one {8 * square:,}), where d x d_h "
+                f"{name}: your function held {usage.traced_peak:,} bytes of numpy arrays or Python objects at once, as "
+                f"many as a d x d matrix ({where}: a float32 d x d array is {4 * square:,} bytes, a float64 one {8 * square:,}), where d x d_h "
                 f"factors and d_h x d_h products need at most {8 * _legit_elements(d, d_h, heads) + PYTHON_SLACK:,}. "
                 + _RULES_ADVICE)
         return out
