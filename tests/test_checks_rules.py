@@ -311,3 +311,31 @@ def test_each_rule_evasion_mutant_is_rejected_by_the_rule(check, reference, eige
         with pytest.raises(ExerciseCheckError, match=r"d x d = |eigen-solver \(") as caught:
             check(mutant.answer)
         assert "not right yet" not in str(caught.value), mutant.name  # the verdict is the rule's, not the values'
+
+
+# --- chapter 7 (ex-general-snr): "through traces of W (no eigenvalues)" on a square W -----------------
+
+def _snr_from_traces(W, T):
+    """The SNR of the exercise, from tr W, tr(W^2) and ||W||_F^2 (independent of qklab.theory)."""
+    tau = torch.arange(1, T + 1, dtype=torch.float64)
+    tr, tr2, fro = torch.trace(W), torch.trace(W @ W), (W * W).sum()
+    return tau * tr / (tau**2 * (tr2 + fro) + tau * (T - tau) * fro).sqrt()
+
+
+def test_snr_general_from_traces_passes_and_from_eigenvalues_fails(capsys):
+    from qklab.checks.snr import check_general_snr
+
+    check_general_snr(_snr_from_traces)
+    assert "\u2713" in capsys.readouterr().out
+
+    def tr2_from_eigenvalues(W, T):  # right numbers: tr(W^2) = sum of the squared eigenvalues
+        lam = np.linalg.eigvals(W.numpy())
+        tau = torch.arange(1, T + 1, dtype=torch.float64)
+        tr, tr2, fro = torch.trace(W), torch.tensor(float((lam**2).sum().real), dtype=torch.float64), (W * W).sum()
+        return tau * tr / (tau**2 * (tr2 + fro) + tau * (T - tau) * fro).sqrt()
+
+    W = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(tr2_from_eigenvalues(W, 5), _snr_from_traces(W, 5))
+    reset_attempts()
+    with pytest.raises(ExerciseCheckError, match=r"eigen-solver \(numpy.linalg.eigvals\).*non-normal W"):
+        check_general_snr(tr2_from_eigenvalues)

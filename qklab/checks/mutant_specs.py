@@ -489,6 +489,10 @@ SPECS_CH7 = [
                  sizes=lambda W, T: (W.shape[-1], T), core_ndim=(2,), batched=False, dtype=torch.float64,
                  reasons={"transpose input 1": "tr W, tr(W^2) and ||W||_F^2 are the same for W^T: the SNR is too"},
                  extra=lambda: [Mutant("|tr W| (the sign lost)", lambda W, T: predicted_snr_general(W, T).abs()),
+                                Mutant("rule evasion: torch.linalg.eigvalsh of W_sym, right values",
+                                       lambda W, T: (torch.linalg.eigvalsh((W + W.mT) / 2), predicted_snr_general(W, T))[1], rule=True),
+                                Mutant("rule evasion: numpy.linalg.eigvals of W, right values",
+                                       lambda W, T: (np.linalg.eigvals(W.numpy()), predicted_snr_general(W, T))[1], rule=True),
                                 Mutant("the cross-term variance with tr(W^2) instead of ||W||_F^2",
                                        lambda W, T: (lambda tau: tau * torch.trace(W) / (tau**2 * (torch.trace(W @ W) + (W * W).sum())
                                                                                        + tau * (T - tau) * torch.trace(W @ W)).abs().sqrt())(

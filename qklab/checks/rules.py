@@ -224,14 +224,23 @@ _RULES_ADVICE = ("The exercise asks for the result without forming W = W_Q W_K^T
                  "library): use the trace identities of chapter 6, which need only d x d_h and d_h x d_h arrays.")
 
 
+_EIGEN_ADVICE = ("The exercise asks for the statistics without eigenvalues: use the trace identities of chapter 6 "
+                 "(tr W = <W_Q, W_K>_F, and traces of products of the d_h x d_h matrices W_K^T W_Q, W_Q^T W_Q, W_K^T W_K). "
+                 "(A symmetric solver such as eigvalsh would also be wrong here: it reads one triangle of a matrix that is not "
+                 "symmetric.)")
+
+
 @watch_where_it_runs
-def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, no_eigen: bool = True) -> Callable[..., Any]:
+def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, no_eigen: bool = True,
+                  eigen_advice: str = _EIGEN_ADVICE) -> Callable[..., Any]:
     """`fn`, failing with `ExerciseCheckError` when a call breaks the statement's rules.
 
-    The first two positional arguments are `W_Q, W_K` of shape `(..., d, d_h)`; the rules are
-    judged only when `d > d_h` (for `d = d_h` the factors are `d x d` themselves).
+    The first positional argument is a tensor of shape `(..., d, d_h)` (`W_Q`, with `W_K` second).
     `no_square`: do not form the `d x d` matrix (judged by the peak of live memory, see the module
-    docstring); `no_eigen`: do not call an eigen-solver of torch, numpy or scipy.
+    docstring, and only when `d > d_h`: for `d = d_h` the factors are `d x d` themselves);
+    `no_eigen`: do not call an eigen-solver of torch, numpy or scipy (judged whatever the shapes,
+    so also for a square first argument, as in chapter 7's `snr_general(W, T)`), with
+    `eigen_advice` said after the refusal.
 
     For a learner's function that runs in the kernel of `make check-exercise`, the watch runs
     there, around the computation (`qklab.kernel_answers.watch_where_it_runs`).
@@ -240,17 +249,16 @@ def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         W_Q = args[0] if args else None
-        if not isinstance(W_Q, Tensor) or W_Q.ndim < 2 or W_Q.shape[-2] <= W_Q.shape[-1]:
+        if not isinstance(W_Q, Tensor) or W_Q.ndim < 2:
             return fn(*args, **kwargs)
         d, d_h = int(W_Q.shape[-2]), int(W_Q.shape[-1])
+        no_square_here = no_square and d > d_h
+        if not (no_eigen or no_square_here):
+            return fn(*args, **kwargs)
         out, usage = measure(fn, *args, **kwargs)
         if no_eigen and usage.solvers:
-            raise ExerciseCheckError(
-                f"{name}: your function calls an eigen-solver ({', '.join(usage.solvers)}). The exercise asks for the "
-                "statistics without eigenvalues: use the trace identities of chapter 6 (tr W = <W_Q, W_K>_F, and traces of "
-                "products of the d_h x d_h matrices W_K^T W_Q, W_Q^T W_Q, W_K^T W_K). (A symmetric solver such as "
-                "eigvalsh would also be wrong here: it reads one triangle of a matrix that is not symmetric.)")
-        if not no_square:
+            raise ExerciseCheckError(f"{name}: your function calls an eigen-solver ({', '.join(usage.solvers)}). " + eigen_advice)
+        if not no_square_here:
             return out
         heads, square = _heads(args, d, d_h), d * d
         where = f"d x d = {square:,} at d = {d}, d_h = {d_h}"

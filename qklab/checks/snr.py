@@ -6,7 +6,8 @@ compared with `qklab.theory.predicted_snr_general` on symmetric, non-symmetric a
 antisymmetric matrices, with positive and negative traces (a negative trace gives a negative SNR). Typical wrong answers (`GENERAL_SNR_MISTAKES`) are the symmetric formula
 applied as it is (the same as `tr(W^2)` in both variance terms), `||W||_F^2` in both, and a
 forgotten cross term;
-`tests/test_checks_snr.py` feeds each one back in.
+`tests/test_checks_snr.py` feeds each one back in. The statement's "no eigenvalues" is enforced
+(`qklab.checks.rules`: no eigen-solver of torch, numpy or scipy inside `fn`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from qklab.checks.core import Case, Mistake, check_function, exercise, gaussian
+from qklab.checks.rules import obeying_rules
 from qklab.theory import predicted_snr_general
 
 __all__ = ["check_general_snr", "GENERAL_SNR_MISTAKES"]
@@ -86,7 +88,9 @@ GENERAL_SNR_RECIPE = (
 def check_general_snr(fn: Callable[[Tensor, int], Tensor]) -> None:
     """Chapter 7, ex-general-snr: `fn(W, T)` returns `SNR(tau)` for `tau = 1..T`, shape `(T,)`."""
     check_function(
-        fn,
+        obeying_rules(fn, name="snr_general", no_square=False, eigen_advice=(
+            "The exercise asks for the SNR through traces of W (tr W, tr(W^2), ||W||_F^2), without eigenvalues: for a "
+            "non-normal W the eigenvalues do not fix the SNR.")),
         predicted_snr_general,
         _cases(),
         name="snr_general",
