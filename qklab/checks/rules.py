@@ -265,9 +265,8 @@ def obeying_rules(fn: Callable[..., Any], *, name: str, no_square: bool = True, 
         if torch_rule_judges(d, d_h, heads) and usage.torch_peak >= square:
             raise ExerciseCheckError(
                 f"{name}: your function held {usage.torch_peak:,} elements of torch tensors at once, as many as a d x d "
-                f"matrix ({where}; the "
-                f"operation that reached it: {usage.torch_peak_op}, of shape {usage.torch_peak_shape}; the largest: "
-                f"{usage.torch_largest_op}, of shape {usage.torch_largest_shape}), where "
+                f"matrix ({where}; the largest: {usage.torch_largest_op}, of shape {usage.torch_largest_shape}; the "
+                f"operation that reached the peak: {usage.torch_peak_op}, of shape {usage.torch_peak_shape}), where "
                 f"d x d_h factors and d_h x d_h products need at most {_legit_elements(d, d_h, heads):,}. " + _RULES_ADVICE)
         if not usage.imported and numpy_rule_judges(d, d_h, heads) and usage.traced_peak >= 4 * square:
             raise ExerciseCheckError(
