@@ -19,7 +19,7 @@ What it does, in order:
 5. Prints it twice on A4 with the page number in the footer: the first print tells, from the PDF's
    named destinations (read with poppler's `pdfinfo`), on which page each book page starts; those
    numbers are written into the table of contents, and the second print is the PDF
-   (`_build/pdf/qklab.pdf`), with an outline (bookmarks) made from the headings.
+   (`_build/pdf/qklab.pdf`): tagged, with an outline (bookmarks) made from the headings.
 
 Needs: Chromium (`/usr/bin/chromium`), Playwright's Python package (in `.venv`), poppler-utils.
 
@@ -198,7 +198,7 @@ async ({prefix, pages, solutionsHeading}) => {
   }
   // What needs a live page or kernel: scripts, widget views, buttons, permalink marks.
   article.querySelectorAll('script, noscript, button, .headerlink, .copybtn, .toggle-button, ' +
-                           '.tb-icon, .qklab-explorer-fallback').forEach(e => e.remove());
+                           '.tb-icon, .sd-summary-state-marker, .qklab-explorer-fallback').forEach(e => e.remove());
   article.querySelectorAll('.jupyter-widgets, .widget-area').forEach(e => e.remove());
 
   // Folded code cells and dropdowns: unfolded. myst-nb's "Show code cell source" line goes.
@@ -549,7 +549,10 @@ def typeset(page) -> int:
     return status["formulas"]
 
 
-def print_pdf(page, path: Path, title: str) -> None:
+def print_pdf(page, path: Path, title: str, final: bool) -> None:
+    """Prints the open document to `path`. The `final` print is a tagged PDF (its structure read by
+    screen readers) with an outline, the bookmarks of a PDF reader, which Chromium builds from the
+    tags: both cost time that the first print, which only finds the pages, does without."""
     page.pdf(
         path=str(path),
         format="A4",
@@ -558,7 +561,8 @@ def print_pdf(page, path: Path, title: str) -> None:
         display_header_footer=True,
         header_template="<span></span>",
         footer_template=FOOTER.format(title=html.escape(title)),
-        outline=True,
+        tagged=final,
+        outline=final,
     )
 
 
@@ -650,7 +654,7 @@ def build(html_dir: Path, out: Path, keep_html: bool = False) -> Path:
             # saves painting it.
             first = out.with_suffix(".draft.pdf")
             page.evaluate("() => document.body.classList.add('pdf-draft')")
-            print_pdf(page, first, meta["title"])
+            print_pdf(page, first, meta["title"], final=False)
             numbers = start_pages(first, list(prefixes.values()))
             first.unlink()
             say(f"first print (layout only): the contents' page numbers ({max(numbers.values())} is the last start)")
@@ -663,7 +667,7 @@ def build(html_dir: Path, out: Path, keep_html: bool = False) -> Path:
                 }""",
                 numbers,
             )
-            print_pdf(page, out, meta["title"])
+            print_pdf(page, out, meta["title"], final=True)
             context.close()
         finally:
             browser.close()
