@@ -308,3 +308,44 @@ def test_every_named_mistake_lies_outside_the_tolerance(spec, monkeypatch):
     assert distances or spec.label == "ex-predict-regions", f"no named mistake recorded for {spec.label}"
     close = {label: round(d, 2) for label, d in distances.items() if not d > 2.0}
     assert not close, f"named mistakes within twice the tolerance of {spec.label}'s check: {close}"
+
+
+def _same_on_every_case(fn_a, fn_b, cases, atol: float, rtol: float) -> bool:
+    """Whether two mistakes give the same output on every case (both raising counts as the same)."""
+    for case in cases:
+        outs = []
+        for fn in (fn_a, fn_b):
+            try:
+                outs.append(core._call(fn, case))
+            except Exception:  # noqa: BLE001  (a mistake may fail on a case)
+                outs.append(None)
+        if (outs[0] is None) != (outs[1] is None):
+            return False
+        if outs[0] is None:
+            continue
+        want = outs[1].detach() if isinstance(outs[1], torch.Tensor) else torch.as_tensor(outs[1])
+        if core._difference(outs[0], want, atol, rtol) is not None:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("spec", _spec_ids())
+def test_no_two_named_mistakes_give_the_same_output_on_every_case(spec, monkeypatch):
+    """Two mistakes that coincide on the check's cases could not be told apart: the engine would name neither
+    (or, for a value, the message would have to name both in one label, as 3.1's 7/9 does)."""
+    same = []
+    for call in _recorded_calls(spec, monkeypatch):
+        if call[0] == "function":
+            _, _, _, cases, mistakes, atol, rtol = call
+            for i, a in enumerate(mistakes):
+                for b in mistakes[i + 1:]:
+                    if a.label != b.label and _same_on_every_case(a.fn, b.fn, cases, atol / 10, rtol / 10):
+                        same.append((a.label, b.label))
+        else:
+            _, _, _, mistakes, atol, rtol = call
+            values = list(mistakes.items())
+            for i, (la, (va, _)) in enumerate(values):
+                for lb, (vb, _) in values[i + 1:]:
+                    if math.isclose(float(va), float(vb), rel_tol=rtol / 10, abs_tol=atol / 10):
+                        same.append((la, lb))
+    assert not same, f"{spec.label}: mistakes that the check's cases cannot tell apart: {same}"
