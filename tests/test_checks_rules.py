@@ -122,6 +122,14 @@ def moments_extra_axis(W_Q, W_K):
     return _moments_of((W_Q[None] @ W_K.mT[None])[0])
 
 
+def moments_trailing_axis(W_Q, W_K):
+    """W held as a (d, d, 1) tensor, built by broadcasting through a (d, d, d_h) product."""
+    W = (W_Q[..., :, None, :] * W_K[..., None, :, :]).sum(-1, keepdim=True)
+    d = W.shape[-2]
+    tr = torch.diagonal(W[..., 0], dim1=-2, dim2=-1).sum(-1)
+    return torch.stack([tr / d, (W[..., 0] * W[..., 0].mT).sum((-2, -1)) / d], dim=-1)
+
+
 def moments_rows_list(W_Q, W_K):
     """W as a Python list of torch rows, built one row at a time: no tensor is ever (d, d)."""
     rows = []
@@ -207,6 +215,7 @@ def symmetric_python_lists(W_Q, W_K):
 
 @pytest.mark.parametrize("check, answer, why", [
     (check_spectrum_moments, moments_extra_axis, "elements of torch tensors"),
+    (check_spectrum_moments, moments_trailing_axis, "elements of torch tensors"),
     (check_spectrum_moments, moments_rows_list, "elements of torch tensors"),
     (check_spectrum_moments, moments_numpy_dense, "bytes of numpy arrays"),
     (check_spectrum_moments, moments_numpy_float32_dense, "bytes of numpy arrays"),
