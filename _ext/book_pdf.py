@@ -352,7 +352,7 @@ body.pdf-book, .pdf-book .bd-article { width: 100%; max-width: none; }
 
 /* every book page starts on a new page; headings stay with what follows them */
 .pdf-page, .pdf-part, .pdf-toc { break-before: page; }
-h1, h2, h3, h4, .admonition-title, .pdf-summary, .caption { break-after: avoid; }
+h1, h2, h3, h4, dt, .admonition-title, .pdf-summary, .caption { break-after: avoid; }
 h1 { font-size: 1.9rem; margin-top: 0; }
 h2 { font-size: 1.45rem; margin-top: 1.6rem; }
 h3 { font-size: 1.2rem; }
