@@ -680,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the built HTML book to one PDF (headless Chromium).")
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html", help="the built book (default: _build/html)")
     parser.add_argument("--out", type=Path, default=ROOT / "_build" / "pdf" / "qklab.pdf", help="the PDF to write")
-    parser.add_argument("--keep-html", action="store_true", help="also write the combined HTML next to the PDF")
+    parser.add_argument("--keep-html", action="store_true", help="also write the combined HTML next to the PDF (to debug the print; its addresses resolve only "
+        "inside this script's browser)")
     args = parser.parse_args(argv)
     build(args.html.resolve(), args.out.resolve(), keep_html=args.keep_html)
     return 0
