@@ -82,8 +82,8 @@ book: execute
 
 # The whole book in one PDF, from the built HTML (_ext/book_pdf.py): headless Chromium prints a
 # document made of every page in table-of-contents order, math typeset by MathJax, with a contents
-# page and page numbers. Needs /usr/bin/chromium and poppler-utils (pdfinfo). About a minute on 2
-# cores; tests/browser/test_book_pdf.py reads it back.
+# page and page numbers. Needs /usr/bin/chromium and poppler-utils (pdfinfo). 65 to 100 s on 2
+# cores shared with other jobs (2026-12-06); tests/browser/test_book_pdf.py reads it back.
 PDF_OUT := _build/pdf/qklab.pdf
 pdf: book
 	$(PY) _ext/book_pdf.py --html $(BOOK_OUT) --out $(PDF_OUT)
