@@ -29,7 +29,7 @@ where the computation runs, in the kernel, around each call of the learner's fun
 (`qklab.kernel_answers.watch_where_it_runs`): the rules a statement sets ("do not form the d x d
 matrix", "no eigen-solver", `qklab.checks.rules`) and the refusal of the package's answer (6.3
 may not build `qklab.spectrum.QK`). A learner who patches the kernel (the watch's module,
-torch's function modes, `tracemalloc`) can fool those watches, but not the comparison of the
+torch's dispatch modes, `tracemalloc`) can fool those watches, but not the comparison of the
 results. Likewise the check that a function leaves its arguments unchanged reads the arguments
 back from the kernel after the call. (2) The learner's function can compute its answer
 any way it likes, including by calling the package's reference implementation (`qklab` is
