@@ -464,8 +464,10 @@ def test_claims_ledger_page(visits, built_book):
     wrong = set()
     for href, text in data["chapters"]:
         m = re.search(r"(\d\d)_\w+\.html", href)
+        if not m and re.search(r"(^|/)\d_\w+\.html", href):
+            continue  # a claim computed in an appendix notebook (appendix 8): linked by the appendix's title
         if not m:
-            wrong.add(f"{text!r} (not a link to a chapter)")
+            wrong.add(f"{text!r} (not a link to a chapter or appendix)")
         elif int(m.group(1)) > 0 and not text.startswith(f"{int(m.group(1))}. "):
             wrong.add(f"{text!r} (links {href}: should read '{int(m.group(1))}. <title>')")
     assert not wrong, f"{path}: chapter column not as 'number. title' links: {sorted(wrong)[:5]}"
