@@ -401,28 +401,21 @@ def _eig_moments(lam: Any, d: int) -> Tensor:
     return torch.stack([lam.sum(-1).real / d, (lam**2).sum(-1).real / d], dim=-1)
 
 
-def _dense_penalty_numpy(form: str) -> Callable[..., Any]:
-    def fn(W_Q: Tensor, W_K: Tensor, m0: Any = 0.0, mu: float = 0.0) -> Any:
-        W = W_Q.numpy() @ np.swapaxes(W_K.numpy(), -1, -2)
-        d = W.shape[-1]
-        m = np.trace(W, axis1=-2, axis2=-1) / d
-        if form == "symmetric":
-            S = (W + np.swapaxes(W, -1, -2)) / 2
-            return (S**2).sum((-2, -1)) / d - m**2
-        m0 = m0.numpy() if isinstance(m0, Tensor) else m0
-        return (W**2).sum((-2, -1)) / d + mu * (m - m0) ** 2
-    return fn
+def _dense_symmetric_penalty_numpy(W_Q: Tensor, W_K: Tensor) -> Any:
+    """10.2's penalty with W formed in numpy: the right values, against the statement's rule."""
+    W = W_Q.numpy() @ np.swapaxes(W_K.numpy(), -1, -2)
+    d = W.shape[-1]
+    m = np.trace(W, axis1=-2, axis2=-1) / d
+    S = (W + np.swapaxes(W, -1, -2)) / 2
+    return (S**2).sum((-2, -1)) / d - m**2
 
 
-def _dense_penalty_torch(form: str) -> Callable[..., Any]:
-    def fn(W_Q: Tensor, W_K: Tensor, m0: Any = 0.0, mu: float = 0.0) -> Any:
-        W = W_Q @ W_K.transpose(-2, -1)
-        d = W.shape[-1]
-        m = torch.diagonal(W, dim1=-2, dim2=-1).sum(-1) / d
-        if form == "symmetric":
-            return ((W + W.transpose(-2, -1)) / 2).pow(2).sum((-2, -1)) / d - m**2
-        return W.pow(2).sum((-2, -1)) / d + mu * (m - m0) ** 2
-    return fn
+def _dense_symmetric_penalty_torch(W_Q: Tensor, W_K: Tensor) -> Tensor:
+    """10.2's penalty with W formed in torch: the right values, against the statement's rule."""
+    W = W_Q @ W_K.transpose(-2, -1)
+    d = W.shape[-1]
+    m = torch.diagonal(W, dim1=-2, dim2=-1).sum(-1) / d
+    return ((W + W.transpose(-2, -1)) / 2).pow(2).sum((-2, -1)) / d - m**2
 
 
 SPECS_CH6 = [
@@ -564,8 +557,8 @@ SPECS_CH10 = [
                  lambda: _heads([(9, 3), (2, 7, 2), (5, 5)], 1010),
                  sizes=lambda W_Q, W_K: (W_Q.shape[-2], W_Q.shape[-1]), core_ndim=(2, 2),
                  reasons={"abs of the output": "||W_sym||_F^2/d - m^2 is the variance of the real eigenvalues of W_sym: never negative"},
-                 extra=lambda: [Mutant("right values, W formed in torch (against the rule)", _dense_penalty_torch("symmetric"), rule=True),
-                                Mutant("right values, W formed in numpy (against the rule)", _dense_penalty_numpy("symmetric"), rule=True),
+                 extra=lambda: [Mutant("right values, W formed in torch (against the rule)", _dense_symmetric_penalty_torch, rule=True),
+                                Mutant("right values, W formed in numpy (against the rule)", _dense_symmetric_penalty_numpy, rule=True),
                                 *rule_evasions(cp.symmetric_penalty_reference, eigen=False)]),
 ]
 
